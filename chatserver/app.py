@@ -1,0 +1,56 @@
+"""``create_app(settings)``: the routes and the lifespan that starts and stops the worker's services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+
+from chatserver import http
+from chatserver.docs import swagger_assets, swagger_page
+from chatserver.openapi import build_openapi
+from chatserver.services import Services
+from chatserver.settings import Settings
+from chatserver.ws import chat_socket
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app; every route is served at ``/`` and, when set, under ``CHAT_ROOT_PATH`` too."""
+    services = Services.build(settings)
+    openapi_document = build_openapi(settings.root_path)
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(openapi_document)
+
+    routes: list[BaseRoute] = [
+        WebSocketRoute("/ws/chat", chat_socket),
+        Route("/chat/history", http.history, methods=["GET"]),
+        Route("/healthz", http.healthz, methods=["GET"]),
+        Route("/readyz", http.readyz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
+        Route("/docs", swagger_page, methods=["GET"]),
+        Mount("/docs/assets", app=swagger_assets, name="swagger-assets"),
+    ]
+    if settings.root_path:
+        routes = [Mount(settings.root_path, routes=list(routes)), *routes]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.services = services
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory`` and multi-worker runs: settings from the environment."""
+    return create_app(Settings.from_env())

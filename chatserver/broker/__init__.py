@@ -1,0 +1,1 @@
+"""Fan-out between workers: one ``Broker`` interface (``base``), in-process (``memory``) and Redis (``redis``)."""

@@ -1,0 +1,75 @@
+"""HTTP endpoints: chat history, health and readiness. Thin: parse the query, call the use case, shape the body."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chatserver.auth import token_from_request
+from chatserver.chat import HistoryRequest
+from chatserver.errors import ChatError
+from chatserver.players import identify
+from chatserver.protocol import ChatType, ErrorReason, HealthBody
+from chatserver.services import Services
+from chatserver.validation import is_object_id
+
+
+async def history(request: Request) -> Response:
+    """``GET /chat/history?type=clan|global&limit=&page=&before=``, newest first."""
+    services: Services = request.app.state.services
+    try:
+        player = await identify(token_from_request(request.headers, {}), services.settings, services.players)
+        page = await services.chat.history(player, _history_request(request, services))
+    except ChatError as error:
+        return error.http_response()
+    return _json(page.model_dump_json(by_alias=True))
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return _json(HealthBody(status="ok").model_dump_json())
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: store and broker answer and the worker is not draining; 503 otherwise."""
+    services: Services = request.app.state.services
+    checks = await services.ready()
+    if all(checks.values()):
+        return _json(HealthBody(status="ok", checks=checks).model_dump_json())
+    status = "draining" if not checks["accepting"] else "unavailable"
+    return _json(HealthBody(status=status, checks=checks).model_dump_json(), status_code=503)
+
+
+def _history_request(request: Request, services: Services) -> HistoryRequest:
+    params = request.query_params
+    settings = services.settings
+    raw_type = params.get("type", ChatType.GLOBAL.value)
+    try:
+        chat = ChatType(raw_type)
+    except ValueError:
+        raise ChatError.of(
+            ErrorReason.WRONG_ENUM, "type", "type must be clan or global", raw_type, {"allowed": ["clan", "global"]}
+        ) from None
+    limit = _whole_number(params.get("limit"), "limit", settings.history_default_limit)
+    if limit < 1:
+        limit = settings.history_default_limit
+    page = _whole_number(params.get("page"), "page", 1)
+    if page < 1:
+        raise ChatError.of(ErrorReason.VALIDATION, "page", "page must be 1 or more", page)
+    before = params.get("before")
+    if before is not None and not is_object_id(before):
+        raise ChatError.of(ErrorReason.VALIDATION, "before", "before must be a 24-character hex id", before[:64])
+    return HistoryRequest(chat, min(limit, settings.history_max_limit), page, before and before.lower())
+
+
+def _whole_number(raw: str | None, name: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ChatError.of(ErrorReason.VALIDATION, name, f"{name} must be a whole number", raw[:64]) from None
+
+
+def _json(body: str, status_code: int = 200) -> Response:
+    return Response(body, status_code=status_code, media_type="application/json")

@@ -1,0 +1,95 @@
+"""This worker's sockets and rooms: who is in which room here, and fan-out of one encoded frame.
+
+The hub subscribes the worker to a room's broker channel on the room's first local member and
+unsubscribes after the last one leaves, and moves a player's sockets when the membership channel
+says the player left or joined a clan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from chatserver.broker.base import Broker, MembershipAction, MembershipChange
+from chatserver.connection import Connection
+from chatserver.frames import membership_text
+from chatserver.store.base import RoomKey
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    """Rooms of local connections, keyed by room name (``global``, ``clan:<id>``)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._rooms: dict[str, set[Connection]] = {}
+        self._by_player: dict[str, set[Connection]] = {}
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(connections) for connections in self._by_player.values())
+
+    @property
+    def room_count(self) -> int:
+        return len(self._rooms)
+
+    async def attach(self, connection: Connection) -> None:
+        """Join a new socket to the global room and, if its player has one, to the clan's room."""
+        self._by_player.setdefault(connection.player.id, set()).add(connection)
+        await self._join(connection, RoomKey.global_room().name)
+        if connection.player.clan_id is not None:
+            await self._join(connection, RoomKey.clan(connection.player.clan_id).name)
+
+    async def detach(self, connection: Connection) -> None:
+        """Remove a closed socket from every room it was in."""
+        for room in list(connection.rooms):
+            await self._leave(connection, room)
+        mine = self._by_player.get(connection.player.id)
+        if mine is not None:
+            mine.discard(connection)
+            if not mine:
+                del self._by_player[connection.player.id]
+
+    def deliver(self, room: str, text: str) -> None:
+        """Fan one frame out to every local socket of ``room`` (the broker calls this)."""
+        for connection in self._rooms.get(room, ()):
+            connection.push(text)
+
+    async def apply_membership(self, change: MembershipChange) -> None:
+        """Move every local socket of the player out of or into a clan room and tell it so."""
+        for connection in list(self._by_player.get(change.player_id, ())):
+            old_clan = connection.player.clan_id
+            if change.action is MembershipAction.LEAVE:
+                if old_clan == change.clan_id:
+                    await self._move(connection, None)
+            elif old_clan != change.clan_id:
+                await self._move(connection, change.clan_id)
+
+    async def _move(self, connection: Connection, new_clan: str | None) -> None:
+        old_clan = connection.player.clan_id
+        if old_clan is not None:
+            await self._leave(connection, RoomKey.clan(old_clan).name)
+            connection.push(membership_text(False, old_clan))
+        connection.player = dataclasses.replace(connection.player, clan_id=new_clan)
+        if new_clan is not None:
+            await self._join(connection, RoomKey.clan(new_clan).name)
+            connection.push(membership_text(True, new_clan))
+
+    async def _join(self, connection: Connection, room: str) -> None:
+        members = self._rooms.get(room)
+        if members is None:
+            members = self._rooms[room] = set()
+            await self._broker.subscribe(room)
+        members.add(connection)
+        connection.rooms.add(room)
+
+    async def _leave(self, connection: Connection, room: str) -> None:
+        connection.rooms.discard(room)
+        members = self._rooms.get(room)
+        if members is None:
+            return
+        members.discard(connection)
+        if not members:
+            del self._rooms[room]
+            await self._broker.unsubscribe(room)

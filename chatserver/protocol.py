@@ -1,0 +1,224 @@
+"""The wire protocol as pydantic models: what clients send, what the server sends, and error objects.
+
+This module is the single written form of every shape in ``shared/spec/PROTOCOL.md``: outbound
+frames are serialised from these models and the OpenAPI document is generated from them. It imports
+nothing of ours. Inbound frames are checked field by field in ``validation.py`` (the protocol wants
+one reason code per rule, which pydantic's own errors do not give), so the inbound models here
+document the shapes for the OpenAPI components.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+
+class ErrorReason(StrEnum):
+    """The game backend's reason codes (``APIErrorReason``) that this service uses."""
+
+    NOT_FOUND = "NOT_FOUND"
+    REQUIRED = "REQUIRED"
+    NOT_ALLOWED = "NOT_ALLOWED"
+    VALIDATION = "VALIDATION"
+    NOT_STRING = "NOT_STRING"
+    NOT_OBJECT = "NOT_OBJECT"
+    WRONG_ENUM = "WRONG_ENUM"
+    MORE_THAN_MAX = "MORE_THAN_MAX"
+    NOT_AUTHORIZED = "NOT_AUTHORIZED"
+    AUTHENTICATION_FAILED = "AUTHENTICATION_FAILED"
+    NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+    NOT_AVAILABLE = "NOT_AVAILABLE"
+    UNEXPECTED = "UNEXPECTED"
+
+
+class ChatType(StrEnum):
+    """A room kind; also the ``type`` of a stored message and the ``chat`` of a broadcast."""
+
+    CLAN = "clan"
+    GLOBAL = "global"
+
+
+class InboundEvent(StrEnum):
+    """The four events a client may send."""
+
+    CLAN_MESSAGE = "clanMessage"
+    GLOBAL_MESSAGE = "globalMessage"
+    CLAN_MESSAGE_REACTION = "clanMessageReaction"
+    GLOBAL_MESSAGE_REACTION = "globalMessageReaction"
+
+
+class BroadcastEvent(StrEnum):
+    NEW_MESSAGE = "newMessage"
+    NEW_REACTION = "newReaction"
+
+
+# --- inbound (client -> server) ------------------------------------------------------------------
+
+
+class MessageData(BaseModel):
+    """``data`` of ``clanMessage`` / ``globalMessage``."""
+
+    content: str = Field(description="Message text; trimmed, not blank, at most CHAT_CONTENT_MAX_CHARS code points.")
+    feeling: str | None = Field(default=None, description="Optional short label, or one of CHAT_FEELINGS if set.")
+
+
+class ReactionData(BaseModel):
+    """``data`` of ``clanMessageReaction`` / ``globalMessageReaction``."""
+
+    message_id: str = Field(description="24-hex id of a message in the room the event names.")
+    emoji: str | None = Field(default=None, description="One emoji grapheme; missing or empty removes the reaction.")
+
+
+class ClientFrame(BaseModel):
+    """Every client frame: ``{"event", "data", "ref"?}`` as a JSON text frame."""
+
+    event: InboundEvent
+    data: MessageData | ReactionData
+    ref: str | None = Field(default=None, max_length=64, description="Echoed in any error frame this frame causes.")
+
+
+# --- outbound (server -> client) -----------------------------------------------------------------
+
+
+class Sender(BaseModel):
+    """Who wrote a message: id, display name and avatar as the game stores them."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(alias="_id")
+    name: str
+    avatar: dict[str, Any] | None = None
+
+
+class Reaction(BaseModel):
+    """One player's reaction; at most one per player per message."""
+
+    playerName: str
+    emoji: str
+    sender_id: str
+
+
+class Message(BaseModel):
+    """A chat message as every frame and history page shows it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(alias="_id")
+    clan_id: str | None = Field(default=None, description="Present on clan messages only.")
+    sender: Sender | None
+    content: str
+    feeling: str | None = Field(default=None, description="Present only if the sender gave one.")
+    type: ChatType
+    reactions: list[Reaction]
+    createdAt: str = Field(description="UTC ISO-8601 with milliseconds and Z.")
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: Any) -> dict[str, Any]:
+        """Leave ``clan_id`` and ``feeling`` out when absent, as the game backend does (not ``null``)."""
+        data: dict[str, Any] = handler(self)
+        if data.get("clan_id") is None:
+            data.pop("clan_id", None)
+        if data.get("feeling") is None:
+            data.pop("feeling", None)
+        return data
+
+
+class BroadcastFrame(BaseModel):
+    """Sent to every socket in the room when a message is created or its reactions change."""
+
+    chat: ChatType
+    event: BroadcastEvent
+    message: Message
+
+
+class WrappedBroadcastFrame(BaseModel):
+    """``CHAT_ENVELOPE=wrapped``: the shipped Unity client reads ``root["message"]``."""
+
+    message: BroadcastFrame
+
+
+class ReadyFrame(BaseModel):
+    """Sent once the socket has joined its rooms."""
+
+    event: Literal["ready"] = "ready"
+    data: Literal[True] = True
+
+
+class ClanChange(BaseModel):
+    clan_id: str
+
+
+class MembershipFrame(BaseModel):
+    """Tells a socket that its player left or joined a clan."""
+
+    event: Literal["clanLeft", "clanJoined"]
+    data: ClanChange
+
+
+class ErrorDetail(BaseModel):
+    """One error object, the game backend's ``ServiceError`` shape."""
+
+    reason: ErrorReason
+    field: str | None = None
+    value: Any = None
+    message: str | None = None
+    additional: Any = None
+
+
+class ErrorFrame(BaseModel):
+    """The one frame a failed request gets: a list of error objects, or a plain description."""
+
+    error: list[ErrorDetail] | str
+    ref: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_ref(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("ref") is None:
+            data.pop("ref", None)
+        return data
+
+
+class HttpErrorBody(BaseModel):
+    """HTTP error body: the same objects under ``errors`` plus the status code."""
+
+    errors: list[ErrorDetail]
+    statusCode: int
+
+
+# --- history (HTTP) ------------------------------------------------------------------------------
+
+
+class HistoryData(BaseModel):
+    ChatMessage: list[Message]
+
+
+class HistoryMetaData(BaseModel):
+    dataKey: Literal["ChatMessage"] = "ChatMessage"
+    modelName: Literal["ChatMessage"] = "ChatMessage"
+    dataType: Literal["Array"] = "Array"
+    dataCount: int
+
+
+class PaginationData(BaseModel):
+    currentPage: int
+    limit: int
+    offset: int
+    itemCount: int = Field(description="Messages in this room in all.")
+    pageCount: int
+
+
+class HistoryPage(BaseModel):
+    """``GET /chat/history`` body, in the game backend's envelope."""
+
+    data: HistoryData
+    metaData: HistoryMetaData
+    paginationData: PaginationData
+
+
+class HealthBody(BaseModel):
+    status: Literal["ok", "unavailable", "draining"]
+    checks: dict[str, bool] = Field(default_factory=dict)

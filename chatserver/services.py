@@ -1,0 +1,83 @@
+"""The worker's parts, chosen from settings and started and stopped in one place.
+
+``Services.build`` picks each backend (memory or MongoDB store, in-process or Redis broker, claims
+or database players) and ``start``/``stop`` are the whole lifecycle, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from chatserver.broker.base import Broker
+from chatserver.broker.memory import MemoryBroker
+from chatserver.chat import ChatService
+from chatserver.hub import Hub
+from chatserver.players import ClaimsDirectory, PlayerDirectory
+from chatserver.settings import Settings
+from chatserver.store.base import MessageStore
+from chatserver.store.memory import MemoryStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: MessageStore
+    broker: Broker
+    players: PlayerDirectory
+    hub: Hub
+    chat: ChatService
+    draining: bool = False
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        store = _store_for(settings)
+        broker = MemoryBroker()
+        players = _players_for(settings)
+        return cls(
+            settings=settings,
+            store=store,
+            broker=broker,
+            players=players,
+            hub=Hub(broker),
+            chat=ChatService(settings, store, broker, players),
+        )
+
+    async def start(self) -> None:
+        """Open the store, then the broker wired to the hub; warn loudly about unsafe defaults."""
+        if self.settings.uses_dev_secret:
+            log.warning("JWT_SECRET is not set: using the public development secret; never do this in production")
+        await self.store.open()
+        if not self.store.durable:
+            log.warning(
+                "MONGODB_URL is not set: chat history is kept in this process's memory only and is NOT DURABLE "
+                "(lost on restart, at most %d messages)",
+                self.settings.memory_max_messages,
+            )
+        await self.broker.start(self.hub.deliver, self.hub.apply_membership)
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        await self.store.close()
+
+    async def ready(self) -> dict[str, bool]:
+        """What ``/readyz`` reports: each backend answers, and the worker is not draining."""
+        return {"store": await self.store.ping(), "broker": await self.broker.ping(), "accepting": not self.draining}
+
+
+def _store_for(settings: Settings) -> MessageStore:
+    if settings.mongodb_url is None:
+        return MemoryStore(settings.memory_max_messages)
+    from chatserver.store.mongo import MongoStore
+
+    return MongoStore(settings.mongodb_url, settings.mongodb_db)
+
+
+def _players_for(settings: Settings) -> PlayerDirectory:
+    if not settings.players_from_database:
+        return ClaimsDirectory()
+    from chatserver.store.mongo_players import MongoPlayerDirectory
+
+    return MongoPlayerDirectory()

@@ -1,0 +1,141 @@
+"""One typed settings object, built from the environment once at start-up and passed down.
+
+No other module reads ``os.environ``: tests and the CLI build a ``Settings`` directly or through
+``Settings.from_env`` with a mapping of their own, so every knob is visible in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+DEV_JWT_SECRET = "altzone-chat-development-secret-do-not-use-in-production"
+
+
+class SettingsError(ValueError):
+    """A setting is malformed or unsafe; the message names the variable."""
+
+
+class Envelope(StrEnum):
+    """How broadcast frames are wrapped: the wiki's plain frame, or the shipped Unity client's wrapper."""
+
+    PLAIN = "plain"
+    WRAPPED = "wrapped"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be told, with the defaults of the embedded single-machine setup."""
+
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_algorithm: str = "HS256"
+    environment: str = "development"
+    mongodb_url: str | None = None
+    mongodb_db: str = "altzone"
+    redis_url: str | None = None
+    redis_prefix: str = "chat:"
+    root_path: str = ""
+    envelope: Envelope = Envelope.PLAIN
+    feelings: tuple[str, ...] = ()
+    content_max_chars: int = 256
+    feeling_max_chars: int = 32
+    frame_max_bytes: int = 8 * 1024
+    transport_max_bytes: int = 64 * 1024
+    outbound_queue_frames: int = 1024
+    memory_max_messages: int = 200_000
+    history_default_limit: int = 20
+    history_max_limit: int = 50
+    internal_token: str | None = None
+    players_from_database: bool = field(default=False)
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        """True while tokens are signed with the public development secret."""
+        return self.jwt_secret == DEV_JWT_SECRET
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the documented variables (see README's configuration table) from ``env``."""
+        env = os.environ if env is None else env
+        mongodb_url = _text(env, "MONGODB_URL")
+        settings = cls(
+            jwt_secret=_text(env, "JWT_SECRET") or DEV_JWT_SECRET,
+            jwt_algorithm=_text(env, "JWT_ALGORITHM") or "HS256",
+            environment=(_text(env, "CHAT_ENV") or "development").lower(),
+            mongodb_url=mongodb_url,
+            mongodb_db=_text(env, "MONGODB_DB") or "altzone",
+            redis_url=_text(env, "REDIS_URL"),
+            redis_prefix=_text(env, "CHAT_REDIS_PREFIX") or "chat:",
+            root_path=_root_path(_text(env, "CHAT_ROOT_PATH") or ""),
+            envelope=_envelope(_text(env, "CHAT_ENVELOPE") or "plain"),
+            feelings=tuple(f.strip() for f in (_text(env, "CHAT_FEELINGS") or "").split(",") if f.strip()),
+            content_max_chars=_int(env, "CHAT_CONTENT_MAX_CHARS", 256),
+            feeling_max_chars=_int(env, "CHAT_FEELING_MAX_CHARS", 32),
+            frame_max_bytes=_int(env, "CHAT_FRAME_MAX_BYTES", 8 * 1024),
+            transport_max_bytes=_int(env, "CHAT_TRANSPORT_MAX_BYTES", 64 * 1024),
+            outbound_queue_frames=_int(env, "CHAT_OUTBOUND_QUEUE_FRAMES", 1024),
+            memory_max_messages=_int(env, "CHAT_MEMORY_MAX_MESSAGES", 200_000),
+            internal_token=_text(env, "CHAT_INTERNAL_TOKEN"),
+            players_from_database=_bool(env, "CHAT_PLAYERS_FROM_DB", default=mongodb_url is not None),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse combinations that would silently misbehave in production."""
+        if self.is_production and self.uses_dev_secret:
+            raise SettingsError("CHAT_ENV=production needs JWT_SECRET: the development secret is public")
+        if self.jwt_algorithm not in ("HS256", "HS384", "HS512"):
+            raise SettingsError(f"JWT_ALGORITHM must be HS256, HS384 or HS512, not {self.jwt_algorithm!r}")
+        if self.players_from_database and not self.mongodb_url:
+            raise SettingsError("CHAT_PLAYERS_FROM_DB needs MONGODB_URL")
+        if self.frame_max_bytes > self.transport_max_bytes:
+            raise SettingsError("CHAT_FRAME_MAX_BYTES must not exceed CHAT_TRANSPORT_MAX_BYTES")
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, not {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+def _envelope(raw: str) -> Envelope:
+    try:
+        return Envelope(raw.lower())
+    except ValueError:
+        raise SettingsError(f"CHAT_ENVELOPE must be 'plain' or 'wrapped', not {raw!r}") from None
+
+
+def _root_path(raw: str) -> str:
+    """Normalise ``api/`` or ``/api/`` to ``/api`` so routes can be mounted under it."""
+    stripped = raw.strip("/")
+    return f"/{stripped}" if stripped else ""

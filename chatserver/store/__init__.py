@@ -1,0 +1,1 @@
+"""Message storage: the ``MessageStore`` interface (``base``), in-process (``memory``) and MongoDB (``mongo``)."""

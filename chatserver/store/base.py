@@ -1,0 +1,141 @@
+"""The storage interface every message store implements, and the records it deals in.
+
+The chat use cases talk only to ``MessageStore``; the embedded ``MemoryStore`` and the Beanie-backed
+``MongoStore`` are interchangeable behind it and share one contract test suite.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chatserver.protocol import ChatType
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached or refused the operation; nothing was changed by this call."""
+
+
+@dataclass(frozen=True)
+class RoomKey:
+    """A room: the global one, or one clan's. Also names the room's broker channel."""
+
+    type: ChatType
+    clan_id: str | None = None
+
+    @classmethod
+    def global_room(cls) -> RoomKey:
+        return cls(ChatType.GLOBAL)
+
+    @classmethod
+    def clan(cls, clan_id: str) -> RoomKey:
+        return cls(ChatType.CLAN, clan_id)
+
+    @property
+    def name(self) -> str:
+        """``global`` or ``clan:<clan_id>``; the suffix of the room's broker channel."""
+        return "global" if self.type is ChatType.GLOBAL else f"clan:{self.clan_id}"
+
+
+@dataclass(frozen=True)
+class StoredReaction:
+    player_name: str
+    emoji: str
+    sender_id: str
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message as stored; ``sender_name``/``sender_avatar`` are the sender's profile when it was written."""
+
+    id: str
+    room: RoomKey
+    sender_id: str
+    sender_name: str | None
+    sender_avatar: dict[str, Any] | None
+    content: str
+    feeling: str | None
+    reactions: tuple[StoredReaction, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """What the chat use case asks the store to keep; the store assigns id and timestamps."""
+
+    room: RoomKey
+    sender_id: str
+    sender_name: str
+    sender_avatar: dict[str, Any] | None
+    content: str
+    feeling: str | None
+
+
+@dataclass(frozen=True)
+class ReactionChange:
+    """Set (``emoji``) or remove (``emoji is None``) one player's reaction on one message."""
+
+    message_id: str
+    sender_id: str
+    player_name: str
+    emoji: str | None
+
+
+@dataclass(frozen=True)
+class HistorySlice:
+    """One page of a room, newest first, and how many messages the room holds in all."""
+
+    messages: list[StoredMessage]
+    total: int
+
+
+def now_millis() -> datetime:
+    """Current UTC time cut to milliseconds, the precision MongoDB keeps, so both stores agree."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def apply_reaction(reactions: tuple[StoredReaction, ...], change: ReactionChange) -> tuple[StoredReaction, ...]:
+    """The game's reaction rule, keyed by player id: replace moves to the end, same emoji keeps its place."""
+    mine = next((r for r in reactions if r.sender_id == change.sender_id), None)
+    if change.emoji is not None and mine is not None and mine.emoji == change.emoji:
+        return reactions
+    others = tuple(r for r in reactions if r.sender_id != change.sender_id)
+    if change.emoji is None:
+        return others
+    return (*others, StoredReaction(change.player_name, change.emoji, change.sender_id))
+
+
+class MessageStore(ABC):
+    """Where messages live. Every method raises ``StoreUnavailable`` when the backend cannot answer."""
+
+    durable: bool = True
+
+    async def open(self) -> None:
+        """Connect and prepare (indexes); called once from the app's lifespan."""
+
+    async def close(self) -> None:
+        """Release connections; called once on shutdown."""
+
+    @abstractmethod
+    async def ping(self) -> bool:
+        """True when the store answers right now (for ``/readyz``)."""
+
+    @abstractmethod
+    async def add(self, new: NewMessage) -> StoredMessage:
+        """Store a new message and return it with its id and timestamps."""
+
+    @abstractmethod
+    async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
+        """Apply ``change`` atomically to a message of ``room``; ``None`` if no such message is in that room."""
+
+    @abstractmethod
+    async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
+        """Messages of ``room`` newest first, skipping ``offset`` newer ones."""
+
+    @abstractmethod
+    async def page_before(self, room: RoomKey, before_id: str, limit: int) -> HistorySlice | None:
+        """Up to ``limit`` messages of ``room`` older than ``before_id``; ``None`` if that id is not in the room."""

@@ -1,0 +1,133 @@
+"""The embedded store: messages in this process's memory, indexed per room, bounded, not durable.
+
+Ids are ObjectIds made in this process, so they increase with time and their hex spellings sort in
+creation order: each room keeps a sorted list of ids, and a history page or a cursor lookup is a
+slice or a bisection, never a scan. When the store is full the oldest message of all is dropped.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections import deque
+
+from bson import ObjectId
+
+from chatserver.store.base import (
+    HistorySlice,
+    MessageStore,
+    NewMessage,
+    ReactionChange,
+    RoomKey,
+    StoredMessage,
+    apply_reaction,
+    now_millis,
+)
+
+_COMPACT_AFTER = 1024
+
+
+class _RoomIndex:
+    """Ids of one room in creation order; dropped ids sit before ``head`` until the list is compacted."""
+
+    __slots__ = ("ids", "head")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.ids) - self.head
+
+    def drop_oldest(self) -> None:
+        self.head += 1
+        if self.head >= _COMPACT_AFTER and self.head * 2 >= len(self.ids):
+            del self.ids[: self.head]
+            self.head = 0
+
+    def newest_first(self, start: int, stop: int) -> list[str]:
+        """Ids at live positions ``[start, stop)`` (oldest is 0), newest first."""
+        return self.ids[self.head + start : self.head + stop][::-1]
+
+    def position(self, message_id: str) -> int:
+        """Live position of ``message_id``, which must be in the room."""
+        return bisect.bisect_left(self.ids, message_id, lo=self.head) - self.head
+
+
+class MemoryStore(MessageStore):
+    """In-process, per-room indexed, holding at most ``max_messages`` (oldest dropped first)."""
+
+    durable = False
+
+    def __init__(self, max_messages: int) -> None:
+        self._max_messages = max_messages
+        self._messages: dict[str, StoredMessage] = {}
+        self._rooms: dict[RoomKey, _RoomIndex] = {}
+        self._arrival: deque[str] = deque()
+        self._last_id = ""
+
+    async def ping(self) -> bool:
+        return True
+
+    async def add(self, new: NewMessage) -> StoredMessage:
+        now = now_millis()
+        message = StoredMessage(
+            id=self._next_id(),
+            room=new.room,
+            sender_id=new.sender_id,
+            sender_name=new.sender_name,
+            sender_avatar=new.sender_avatar,
+            content=new.content,
+            feeling=new.feeling,
+            reactions=(),
+            created_at=now,
+            updated_at=now,
+        )
+        self._messages[message.id] = message
+        self._rooms.setdefault(new.room, _RoomIndex()).ids.append(message.id)
+        self._arrival.append(message.id)
+        while len(self._messages) > self._max_messages:
+            self._drop_oldest()
+        return message
+
+    async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
+        message = self._messages.get(change.message_id)
+        if message is None or message.room != room:
+            return None
+        updated = dataclasses.replace(
+            message, reactions=apply_reaction(message.reactions, change), updated_at=now_millis()
+        )
+        self._messages[message.id] = updated
+        return updated
+
+    async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
+        index = self._rooms.get(room)
+        if index is None:
+            return HistorySlice([], 0)
+        stop = max(len(index) - offset, 0)
+        ids = index.newest_first(max(stop - limit, 0), stop)
+        return HistorySlice([self._messages[i] for i in ids], len(index))
+
+    async def page_before(self, room: RoomKey, before_id: str, limit: int) -> HistorySlice | None:
+        cursor = self._messages.get(before_id)
+        index = self._rooms.get(room)
+        if cursor is None or cursor.room != room or index is None:
+            return None
+        stop = index.position(before_id)
+        ids = index.newest_first(max(stop - limit, 0), stop)
+        return HistorySlice([self._messages[i] for i in ids], len(index))
+
+    def _next_id(self) -> str:
+        """A fresh ObjectId above every earlier one (an ObjectId's counter may wrap within a second)."""
+        candidate = str(ObjectId())
+        if candidate <= self._last_id:
+            candidate = f"{int(self._last_id, 16) + 1:024x}"
+        self._last_id = candidate
+        return candidate
+
+    def _drop_oldest(self) -> None:
+        oldest = self._messages.pop(self._arrival.popleft())
+        index = self._rooms[oldest.room]
+        index.drop_oldest()
+        if not len(index):
+            del self._rooms[oldest.room]

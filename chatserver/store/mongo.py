@@ -1,0 +1,193 @@
+"""MongoDB through Beanie: messages in the game's ``ChatMessage`` collection, shared with the old backend.
+
+``open()`` makes PyMongo's asynchronous client and initialises Beanie with the two documents of
+``documents.py``; Beanie creates the indexes declared there. Every driver error becomes
+``StoreUnavailable`` (chained), and server selection gives up after ``SERVER_SELECTION_TIMEOUT_MS``
+unless the URL says otherwise, so an outage fails a request in seconds instead of hanging it.
+
+Reactions are one atomic ``find_one_and_update`` with an aggregation-pipeline update that applies the
+game's rule (``base.apply_reaction``) inside the server: never read-modify-write, so concurrent
+reactions from many players on one message, on any number of replicas, all survive.
+
+History is newest first by ``(createdAt, _id)``. ``page`` skips; ``page_before`` is a keyset query on
+that pair, which the ``(clan_id, createdAt, _id)`` / ``(type, createdAt, _id)`` indexes answer in order.
+
+Test-only scheme: a URL starting with ``mongomock://`` runs on mongomock-motor, an in-process stand-in
+(a test extra, imported lazily; see ``mongomock_shim``), so the whole server can run without a MongoDB
+server. Each ``open()`` then starts from an empty database.
+
+Beanie binds document classes to one database per process, so a process has one open ``MongoStore``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from beanie import SortDirection, init_beanie
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.errors import PyMongoError
+
+from chatserver.protocol import ChatType
+from chatserver.store.base import (
+    HistorySlice,
+    MessageStore,
+    NewMessage,
+    ReactionChange,
+    RoomKey,
+    StoredMessage,
+    StoreUnavailable,
+    now_millis,
+)
+from chatserver.store.documents import LEGACY_REACTION_SENDER, ChatMessageDocument, PlayerDocument, as_object_id
+
+MOCK_SCHEME = "mongomock://"
+SERVER_SELECTION_TIMEOUT_MS = 3000
+NEWEST_FIRST = [("createdAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
+
+
+@contextmanager
+def driver_errors_as_unavailable() -> Iterator[None]:
+    """Turn any PyMongo error (refused, timed out, no primary...) into ``StoreUnavailable``."""
+    try:
+        yield
+    except PyMongoError as error:
+        raise StoreUnavailable(f"MongoDB: {error}") from error
+
+
+def room_filter(room: RoomKey) -> dict[str, Any]:
+    """The query selecting exactly one room's messages."""
+    if room.type is ChatType.GLOBAL:
+        return {"type": ChatType.GLOBAL.value}
+    return {"type": ChatType.CLAN.value, "clan_id": room.clan_id}
+
+
+def reaction_pipeline(change: ReactionChange, now: datetime) -> list[dict[str, Any]]:
+    """``apply_reaction`` as an update pipeline, so the server applies it to the current document.
+
+    Every value that came from a client is wrapped in ``$literal``: in an aggregation expression a
+    string starting with ``$`` would otherwise be read as a field path. An old entry without
+    ``sender_id`` counts as ``legacy_system``, as the old backend reads it, so it is never a player's.
+    """
+    sender = {"$literal": change.sender_id}
+    current = {"$ifNull": ["$reactions", []]}
+    entry_sender = {"$ifNull": ["$$r.sender_id", LEGACY_REACTION_SENDER]}  # as mongoose reads old entries
+    others = {"$filter": {"input": current, "as": "r", "cond": {"$ne": [entry_sender, sender]}}}
+    if change.emoji is None:
+        reactions: Any = others
+    else:
+        mine = {"$filter": {"input": current, "as": "r", "cond": {"$eq": [entry_sender, sender]}}}
+        my_emoji = {"$arrayElemAt": [{"$map": {"input": mine, "as": "r", "in": "$$r.emoji"}}, 0]}
+        entry = {"playerName": change.player_name, "emoji": change.emoji, "sender_id": change.sender_id}
+        reactions = {
+            "$cond": [
+                {"$eq": [my_emoji, {"$literal": change.emoji}]},
+                current,
+                {"$concatArrays": [others, {"$literal": [entry]}]},
+            ]
+        }
+    return [{"$set": {"reactions": reactions, "updatedAt": now}}]
+
+
+class MongoStore(MessageStore):
+    """Messages in MongoDB (or, for tests, mongomock) in the game's layout."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self._url = url
+        self._database_name = database
+        self._client: Any = None
+        self._database: Any = None
+
+    async def open(self) -> None:
+        try:
+            with driver_errors_as_unavailable():  # a bad URL or an SRV lookup fails already in the client
+                self._client, self._database = self._connect()
+                await init_beanie(database=self._database, document_models=[ChatMessageDocument, PlayerDocument])
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect(self) -> tuple[Any, Any]:
+        """The client and database for the URL: PyMongo's asynchronous client, or the test stand-in."""
+        if self._url.startswith(MOCK_SCHEME):
+            from chatserver.store.mongomock_shim import open_mock_database
+
+            return open_mock_database(self._database_name)
+        options: dict[str, Any] = {"appname": "altzone-chat"}
+        if not _url_sets(self._url, "serverSelectionTimeoutMS"):
+            options["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self._url, **options)
+        return client, client[self._database_name]
+
+    async def close(self) -> None:
+        client, self._client, self._database = self._client, None, None
+        if client is not None:
+            await client.close()
+
+    async def ping(self) -> bool:
+        if self._database is None:
+            return False
+        try:
+            await self._database.command("ping")
+        except Exception:  # a health probe answers "no", whatever went wrong
+            return False
+        return True
+
+    async def add(self, new: NewMessage) -> StoredMessage:
+        document = ChatMessageDocument.from_new(new, now_millis())
+        with driver_errors_as_unavailable():
+            await document.insert()
+        return document.to_stored()
+
+    async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
+        message_id = as_object_id(change.message_id)
+        if message_id is None:
+            return None
+        collection = ChatMessageDocument.get_pymongo_collection()
+        with driver_errors_as_unavailable():
+            raw = await collection.find_one_and_update(
+                {"_id": message_id, **room_filter(room)},
+                reaction_pipeline(change, now_millis()),
+                return_document=ReturnDocument.AFTER,
+            )
+        return None if raw is None else ChatMessageDocument.model_validate(raw).to_stored()
+
+    async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
+        query = room_filter(room)
+        with driver_errors_as_unavailable():
+            total = await ChatMessageDocument.find(query).count()
+            documents = await self._newest_first(query, limit, skip=max(offset, 0))
+        return HistorySlice([d.to_stored() for d in documents], total)
+
+    async def page_before(self, room: RoomKey, before_id: str, limit: int) -> HistorySlice | None:
+        cursor_id = as_object_id(before_id)
+        if cursor_id is None:
+            return None
+        query = room_filter(room)
+        with driver_errors_as_unavailable():
+            cursor = await ChatMessageDocument.find_one({"_id": cursor_id, **query})
+            if cursor is None:
+                return None
+            older = {
+                **query,
+                "$or": [
+                    {"createdAt": {"$lt": cursor.createdAt}},
+                    {"createdAt": cursor.createdAt, "_id": {"$lt": cursor_id}},
+                ],
+            }
+            documents = await self._newest_first(older, limit)
+            total = await ChatMessageDocument.find(query).count()
+        return HistorySlice([d.to_stored() for d in documents], total)
+
+    async def _newest_first(self, query: dict[str, Any], limit: int, skip: int = 0) -> list[ChatMessageDocument]:
+        if limit <= 0:  # MongoDB reads a limit of 0 as "no limit"
+            return []
+        return await ChatMessageDocument.find(query).sort(NEWEST_FIRST).skip(skip).limit(limit).to_list()
+
+
+def _url_sets(url: str, option: str) -> bool:
+    """Whether the connection string sets ``option`` (URI options are case-insensitive)."""
+    return any(key.lower() == option.lower() for key, _ in parse_qsl(urlsplit(url).query))

@@ -1,0 +1,86 @@
+"""The ``/ws/chat`` endpoint: authenticate during the handshake, join rooms, then read frames until close.
+
+Thin on purpose: every frame goes to ``ChatService``; a ``ChatError`` becomes exactly one error
+frame and anything unexpected is logged and answered with UNEXPECTED, so no input ends the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from chatserver.auth import token_from_request
+from chatserver.connection import Connection
+from chatserver.errors import ChatError
+from chatserver.frames import READY_TEXT
+from chatserver.players import identify
+from chatserver.protocol import ErrorReason
+from chatserver.services import Services
+from chatserver.validation import parse_frame
+
+log = logging.getLogger(__name__)
+
+
+async def chat_socket(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    token = token_from_request(websocket.headers, websocket.query_params)
+    try:
+        player = await identify(token, services.settings, services.players)
+    except ChatError as error:
+        await _deny(websocket, error)
+        return
+
+    await websocket.accept()
+    connection = Connection(websocket, player, services.settings.outbound_queue_frames)
+    await services.hub.attach(connection)
+    writer = asyncio.create_task(connection.write_forever())
+    connection.push(READY_TEXT)
+    log.info("connection opened", extra={"player_id": player.id, "connection": connection.id})
+    try:
+        await _read_frames(websocket, connection, services)
+    finally:
+        await services.hub.detach(connection)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        log.info("connection closed", extra={"player_id": player.id, "connection": connection.id})
+
+
+async def _read_frames(websocket: WebSocket, connection: Connection, services: Services) -> None:
+    while True:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            text = (message.get("bytes") or b"").decode("utf-8", "replace")
+        await _handle_text(text, connection, services)
+
+
+async def _handle_text(text: str, connection: Connection, services: Services) -> None:
+    ref: str | None = None
+    try:
+        frame = parse_frame(text, services.settings)
+        ref = frame.ref
+        await services.chat.handle(connection.player, frame)
+    except ChatError as error:
+        error.ref = error.ref or ref
+        connection.push(error.frame_text())
+    except Exception:
+        log.exception("unexpected failure handling a frame", extra={"player_id": connection.player.id})
+        unexpected = ChatError.of(ErrorReason.UNEXPECTED, None, "Internal server error")
+        unexpected.ref = ref
+        connection.push(unexpected.frame_text())
+
+
+async def _deny(websocket: WebSocket, error: ChatError) -> None:
+    """Refuse the handshake with an HTTP status and the protocol's error body; never accept-then-close."""
+    body = error.frame_text().encode()
+    await websocket.send_denial_response(Response(body, status_code=error.status_code, media_type="application/json"))

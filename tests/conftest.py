@@ -1,0 +1,72 @@
+"""Shared fixtures: chat servers as real processes, one per store backend, and fresh ids per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Client, ServerProcess
+
+ServerFactory = Callable[..., ServerProcess]
+
+STORE_BACKENDS = ["memory", "mongomock"] + (["mongodb"] if os.environ.get("MONGODB_URL") else [])
+
+
+def _backend_env(backend: str) -> dict[str, str]:
+    """Environment that puts a server on one store backend; players always come from token claims."""
+    if backend == "memory":
+        return {}
+    if backend == "mongomock":
+        return {"MONGODB_URL": "mongomock://", "CHAT_PLAYERS_FROM_DB": "false"}
+    return {
+        "MONGODB_URL": os.environ["MONGODB_URL"],
+        "MONGODB_DB": f"chat_test_{secrets.token_hex(4)}",
+        "CHAT_PLAYERS_FROM_DB": "false",
+    }
+
+
+@pytest.fixture(scope="session")
+def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Start extra servers with their own settings; all are stopped at the end of the session."""
+    log_dir: Path = tmp_path_factory.mktemp("server-logs")
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        server = ServerProcess(env=env).start(log_dir)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=STORE_BACKENDS)
+def server(request: pytest.FixtureRequest, server_factory: ServerFactory) -> ServerProcess:
+    """The default server, once per store backend, so the protocol suite runs over each."""
+    return server_factory(**_backend_env(request.param))
+
+
+@pytest.fixture(scope="session")
+def embedded_server(server_factory: ServerFactory) -> ServerProcess:
+    """The embedded default (memory store, in-process broker) for tests that need just one backend."""
+    return server_factory()
+
+
+@pytest.fixture
+def new_id() -> Callable[[], str]:
+    """Fresh 24-hex ids, so tests sharing a server never see each other's players, clans or messages."""
+    return lambda: secrets.token_hex(12)
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """Close every client a test opened, passed or failed, so no socket outlives its test."""
+    yield
+    opened, Client.opened = Client.opened, []
+    await asyncio.gather(*(client.close() for client in opened), return_exceptions=True)

@@ -1,0 +1,162 @@
+"""Real processes and real sockets for the tests: a ``chatserver`` subprocess on a free port and a WebSocket client.
+
+Nothing of ours is mocked: the server is started the way an operator starts it (``python -m
+chatserver``), and clients speak the wire protocol with the ``websockets`` package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+TEST_SECRET = "test-secret-for-the-chat-server-suite-0123456789-abcdefghijklmnopqrstuvwxyz"
+FRAME_TIMEOUT = 5.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def token(
+    player_id: str,
+    *,
+    name: str | None = None,
+    clan_id: str | None = None,
+    avatar: dict[str, Any] | None = None,
+    secret: str = TEST_SECRET,
+    exp_in: float | None = 3600,
+    **claims: Any,
+) -> str:
+    """A token the way the game signs one (HS256, ``player_id``), plus optional profile claims."""
+    payload: dict[str, Any] = {"player_id": player_id, "profile_id": f"profile-{player_id}", **claims}
+    for key, value in (("name", name), ("clan_id", clan_id), ("avatar", avatar)):
+        if value is not None:
+            payload[key] = value
+    if exp_in is not None:
+        payload["exp"] = int(time.time() + exp_in)
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+@dataclass
+class ServerProcess:
+    """One ``chatserver`` process; ``env`` adds to a clean environment with the test secret."""
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/chat"
+
+    def start(self, log_dir: Path) -> ServerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
+        env.update({"JWT_SECRET": TEST_SECRET, **self.env})
+        self.log_path = log_dir / f"server-{self.port}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "chatserver", "--port", str(self.port)],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.http_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not become healthy:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Client:
+    """A chat client over a real WebSocket: send frames, read frames as JSON with a timeout.
+
+    Every client a test opens is remembered in ``opened`` so the suite can close it even when the
+    test fails half-way. Frames are buffered without limit, so a test that leaves frames unread
+    still closes promptly.
+    """
+
+    opened: list[Client] = []
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        Client.opened.append(self)
+
+    @classmethod
+    async def connect(cls, server: ServerProcess, bearer: str, *, via: str = "query", ready: bool = True) -> Client:
+        if via == "query":
+            connection = await websockets.connect(f"{server.ws_url}?token={bearer}", max_queue=None)
+        else:
+            headers = {"Authorization": f"Bearer {bearer}"}
+            connection = await websockets.connect(server.ws_url, additional_headers=headers, max_queue=None)
+        client = cls(connection)
+        if ready:
+            assert await client.recv() == {"event": "ready", "data": True}
+        return client
+
+    async def send(self, frame: Any) -> None:
+        await self.connection.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+
+    async def recv(self, timeout: float = FRAME_TIMEOUT) -> Any:
+        return json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+    async def post(self, chat: str, content: str, **data: Any) -> dict[str, Any]:
+        """Send a message and return the broadcast this client gets back for it."""
+        await self.send({"event": f"{chat}Message", "data": {"content": content, **data}})
+        frame = await self.recv()
+        assert frame["event"] == "newMessage", frame
+        return frame["message"]
+
+    async def react(self, chat: str, message_id: str, emoji: str | None) -> Any:
+        await self.send({"event": f"{chat}MessageReaction", "data": {"message_id": message_id, "emoji": emoji}})
+        return await self.recv()

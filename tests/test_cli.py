@@ -1,0 +1,242 @@
+"""The ``chatserver`` command as an operator runs it: minting tokens, refusing unsafe settings, and what it logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from chatserver.settings import DEV_JWT_SECRET
+from tests.conftest import ServerFactory
+from tests.harness import ROOT, Client, ServerProcess, free_port, token
+
+CLI_TIMEOUT = 30.0
+LOG_TIMEOUT = 5.0
+CLI_SECRET = "cli-test-secret-not-the-suite-secret-0123456789abcdef"
+THIRTY_DAYS = 30 * 24 * 3600
+
+
+def chatserver_command() -> list[str]:
+    """The installed ``chatserver`` script next to this interpreter, else ``python -m chatserver`` (the same entry)."""
+    script = shutil.which("chatserver", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "chatserver"]
+
+
+def clean_env(**env: str) -> dict[str, str]:
+    """This process's environment without any chat setting (no JWT_SECRET either), plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
+    return {**base, **env}
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: Mapping[str, str]) -> Finished:
+    """Run ``chatserver *args`` to completion; a run that outlives ``CLI_TIMEOUT`` (it started serving) fails."""
+    process = subprocess.Popen(
+        [*chatserver_command(), *args],
+        env=dict(env),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, so a runaway server and any workers stop together
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=CLI_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"chatserver {' '.join(args)} was still running after {CLI_TIMEOUT}s:\n{stdout!r}\n{stderr!r}")
+    return Finished(process.returncode, stdout.decode(), stderr.decode())
+
+
+def log_entries(server: ServerProcess) -> list[dict[str, Any]]:
+    """The server's JSON log lines (anything else, such as a library warning on stderr, is skipped)."""
+    entries = []
+    for line in server.log().splitlines():
+        if line.startswith("{"):
+            entries.append(json.loads(line))
+    return entries
+
+
+async def wait_for_log(server: ServerProcess, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first log entry matching ``predicate``, waiting up to ``LOG_TIMEOUT`` for the server to write it."""
+    deadline = time.monotonic() + LOG_TIMEOUT
+    while True:
+        for entry in log_entries(server):
+            if predicate(entry):
+                return entry
+        if time.monotonic() > deadline:
+            pytest.fail(f"no matching log line within {LOG_TIMEOUT}s:\n{server.log()}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def server_without_secret(tmp_path: Path) -> Iterator[ServerProcess]:
+    """``chatserver`` started with no JWT_SECRET and no MONGODB_URL at all (the harness always sets a secret)."""
+    server = ServerProcess(port=free_port())
+    server.log_path = tmp_path / "server.log"
+    with server.log_path.open("wb") as log:
+        server.process = subprocess.Popen(
+            [*chatserver_command(), "--port", str(server.port)],
+            env=clean_env(),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        server._wait_healthy()  # the harness's own wait: /healthz answers, or fail with the log
+        yield server
+    finally:
+        server.stop()
+
+
+# --- chatserver token ----------------------------------------------------------------------------
+
+
+def test_token_command_prints_a_token_signed_with_jwt_secret_carrying_the_claims() -> None:
+    before = int(time.time())
+    result = run_cli(
+        "token",
+        "--player-id",
+        "player-1",
+        "--name",
+        "Aino",
+        "--clan-id",
+        "clan-7",
+        env=clean_env(JWT_SECRET=CLI_SECRET),
+    )
+
+    assert (result.returncode, result.stderr) == (0, "")
+    printed = result.stdout.strip()
+    assert result.stdout == f"{printed}\n"
+    claims = jwt.decode(printed, CLI_SECRET, algorithms=["HS256"])
+    assert jwt.get_unverified_header(printed)["alg"] == "HS256"
+    assert {key: claims[key] for key in ("player_id", "name", "clan_id")} == {
+        "player_id": "player-1",
+        "name": "Aino",
+        "clan_id": "clan-7",
+    }
+    assert before + THIRTY_DAYS <= claims["exp"] <= int(time.time()) + THIRTY_DAYS
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(printed, DEV_JWT_SECRET, algorithms=["HS256"])
+
+
+async def test_token_from_the_command_connects_and_posts_as_its_name_and_clan(
+    server_factory: ServerFactory, new_id: Callable[[], str]
+) -> None:
+    player_id, clan_id = new_id(), new_id()
+    result = run_cli(
+        "token", "--player-id", player_id, "--name", "Aino", "--clan-id", clan_id, env=clean_env(JWT_SECRET=CLI_SECRET)
+    )
+    assert result.returncode == 0, result.stderr
+    server = server_factory(JWT_SECRET=CLI_SECRET)
+
+    client = await Client.connect(server, result.stdout.strip())
+    try:
+        message = await client.post("clan", "minted on the command line")
+    finally:
+        await client.close()
+
+    assert message["sender"] == {"_id": player_id, "name": "Aino", "avatar": None}
+    assert message["clan_id"] == clan_id
+    assert message["content"] == "minted on the command line"
+
+
+# --- refusing to serve ---------------------------------------------------------------------------
+
+
+def test_production_without_jwt_secret_exits_before_serving() -> None:
+    result = run_cli("--port", str(free_port()), env=clean_env(CHAT_ENV="production"))
+
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr == "chatserver: CHAT_ENV=production needs JWT_SECRET: the development secret is public\n"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"MONGODB_URL": "mongodb://127.0.0.1:1", "CHAT_PLAYERS_FROM_DB": "false"},
+        {"REDIS_URL": "redis://127.0.0.1:1"},
+    ],
+    ids=["nothing-shared", "mongodb-only", "redis-only"],
+)
+def test_two_workers_without_redis_and_mongodb_exit_with_a_clear_message(env: dict[str, str]) -> None:
+    result = run_cli("--workers", "2", "--port", str(free_port()), env=clean_env(JWT_SECRET=CLI_SECRET, **env))
+
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr == (
+        "chatserver: --workers above 1 needs REDIS_URL and MONGODB_URL: separate processes with the in-process "
+        "broker and memory store would not see each other's rooms or history\n"
+    )
+
+
+# --- what the server logs ------------------------------------------------------------------------
+
+
+def test_server_without_jwt_secret_warns_about_the_development_secret_and_non_durable_history(
+    server_without_secret: ServerProcess, new_id: Callable[[], str]
+) -> None:
+    warnings = [(e["logger"], e["message"]) for e in log_entries(server_without_secret) if e["level"] == "WARNING"]
+
+    assert warnings == [
+        (
+            "chatserver.services",
+            "JWT_SECRET is not set: using the public development secret; never do this in production",
+        ),
+        (
+            "chatserver.services",
+            "MONGODB_URL is not set: chat history is kept in this process's memory only and is NOT DURABLE "
+            "(lost on restart, at most 200000 messages)",
+        ),
+    ]
+
+
+def test_server_with_jwt_secret_warns_only_that_history_is_not_durable(embedded_server: ServerProcess) -> None:
+    warnings = [e["message"] for e in log_entries(embedded_server) if e["level"] == "WARNING"]
+
+    assert not any("JWT_SECRET" in message for message in warnings), warnings
+    assert any("NOT DURABLE" in message for message in warnings), warnings
+
+
+async def test_connecting_with_token_in_the_query_never_logs_the_token(
+    server_factory: ServerFactory, new_id: Callable[[], str]
+) -> None:
+    server = server_factory()
+    accepted = token(new_id(), name="Aino", clan_id=new_id())
+    refused = token(new_id(), secret="not-the-server-secret-but-long-enough-0123456789")
+
+    client = await Client.connect(server, accepted)
+    await client.close()
+    with pytest.raises(InvalidStatus) as denial:
+        await Client.connect(server, refused)
+    assert denial.value.response.status_code == 401
+
+    await wait_for_log(server, lambda e: e["message"].endswith('"WebSocket /ws/chat?token=[redacted]" [accepted]'))
+    await wait_for_log(server, lambda e: e["message"].endswith('"WebSocket /ws/chat?token=[redacted]" 401'))
+    log = server.log()
+    for secret in (accepted, refused):
+        header, claims, signature = secret.split(".")
+        assert secret not in log
+        assert claims not in log
+        assert signature not in log

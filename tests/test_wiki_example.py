@@ -1,0 +1,102 @@
+"""The wiki's own JavaScript client, run under Node.js against a real server.
+
+The snippet below is copied from the wiki (``seed-chat-wiki.txt``, "Chat" page) line for line. Only
+the placeholders are substituted (``wss://<SERVER_HOST>`` becomes the test server's ``ws://`` host
+and port, ``<JWT_TOKEN>`` a real token) and the "handle incoming messages" comment gets two lines
+that print each frame and close after the broadcast, so Node exits on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ServerProcess, token
+
+NODE_TIMEOUT = 30.0
+
+WIKI_EXAMPLE = """\
+const ws = new WebSocket('wss://<SERVER_HOST>/ws/chat?token=<JWT_TOKEN>');
+ws.onopen = () => {
+ws.send(JSON.stringify({
+event: 'clanMessage',
+data: { content: 'Hello clan!' }
+}));
+};
+ws.onmessage = (msg) => {
+const data = JSON.parse(msg.data);
+// handle incoming messages
+};
+"""
+
+PRINT_AND_EXIT = """\
+// handle incoming messages
+console.log(JSON.stringify(data));
+if (data.event === 'newMessage') ws.close();
+"""
+
+OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def wiki_script(server: ServerProcess, jwt: str) -> str:
+    script = WIKI_EXAMPLE.replace("wss://<SERVER_HOST>", f"ws://127.0.0.1:{server.port}")
+    script = script.replace("<JWT_TOKEN>", jwt)
+    return script.replace("// handle incoming messages\n", PRINT_AND_EXIT)
+
+
+async def run_node(script_path: Path) -> tuple[int, str, str]:
+    node = shutil.which("node")
+    assert node is not None
+    process = await asyncio.create_subprocess_exec(
+        node,
+        "--experimental-websocket",
+        str(script_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), NODE_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        stdout, stderr = await process.communicate()
+        pytest.fail(f"node did not exit within {NODE_TIMEOUT}s:\n{stdout.decode()}\n{stderr.decode()}")
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (node on PATH) is needed to run the wiki's example")
+async def test_wiki_javascript_client_gets_ready_then_its_clan_message_broadcast(
+    embedded_server: ServerProcess, new_id: Callable[[], str], tmp_path: Path
+) -> None:
+    player_id, clan_id = new_id(), new_id()
+    script_path = tmp_path / "wiki_example.js"
+    script_path.write_text(wiki_script(embedded_server, token(player_id, name="Aino", clan_id=clan_id)))
+
+    returncode, stdout, stderr = await run_node(script_path)
+
+    assert returncode == 0, stderr
+    ready, broadcast = (json.loads(line) for line in stdout.splitlines())
+    assert ready == {"event": "ready", "data": True}
+    message = broadcast["message"]
+    assert broadcast == {
+        "chat": "clan",
+        "event": "newMessage",
+        "message": {
+            "_id": message["_id"],
+            "clan_id": clan_id,
+            "sender": {"_id": player_id, "name": "Aino", "avatar": None},
+            "content": "Hello clan!",
+            "type": "clan",
+            "reactions": [],
+            "createdAt": message["createdAt"],
+        },
+    }
+    assert OBJECT_ID.match(message["_id"]), message["_id"]
+    assert CREATED_AT.match(message["createdAt"]), message["createdAt"]
