@@ -31,6 +31,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/chat/history", http.history, methods=["GET"]),
         Route("/healthz", http.healthz, methods=["GET"]),
         Route("/readyz", http.readyz, methods=["GET"]),
+        Route("/internal/membership", http.internal_membership, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
         Route("/docs", swagger_page, methods=["GET"]),
         Mount("/docs/assets", app=swagger_assets, name="swagger-assets"),

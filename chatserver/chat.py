@@ -84,8 +84,6 @@ class ChatService:
     async def react(self, player: Player, chat: ChatType, data: dict[str, object]) -> None:
         """Set, replace or remove the player's reaction atomically, then publish ``newReaction``."""
         checked = check_reaction(data)
-        if chat is ChatType.CLAN and player.clan_id is None:
-            raise not_found(checked.message_id)
         room = self._room_of(player, chat)
         change = ReactionChange(checked.message_id, player.id, player.name, checked.emoji)
         try:

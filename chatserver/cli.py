@@ -1,14 +1,19 @@
-"""The ``chatserver`` command: ``serve`` (the default) and ``token`` for development tokens."""
+"""The ``chatserver`` command: ``serve`` (the default), ``token``, ``membership`` and ``cluster``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import socket
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 
 from chatserver.auth import mint_token
+from chatserver.broker.base import BrokerUnavailable
+from chatserver.protocol import MembershipAction, MembershipChange
 from chatserver.settings import Settings, SettingsError
 
 
@@ -21,6 +26,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = args.command or "serve"
     if command == "token":
         _token(args, settings)
+    elif command == "membership":
+        _membership(args, settings)
+    elif command == "cluster":
+        from chatserver.cluster import run_cluster
+
+        run_cluster(args)
     else:
         _serve(args, settings)
 
@@ -38,6 +49,20 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--profile-id")
     token.add_argument("--avatar", type=json.loads, help="avatar claim as a JSON object")
     token.add_argument("--ttl", type=float, default=30 * 24 * 3600, help="seconds until expiry (default 30 days)")
+    membership = commands.add_parser(
+        "membership",
+        help="tell every replica that a player left or joined a clan",
+        description="Publishes on Redis when REDIS_URL is set; otherwise POSTs to --url's /internal/membership "
+        "with CHAT_INTERNAL_TOKEN.",
+    )
+    membership.add_argument("action", choices=[a.value for a in MembershipAction])
+    membership.add_argument("--player-id", required=True)
+    membership.add_argument("--clan-id", required=True)
+    membership.add_argument("--url", help="a server's base URL, used when REDIS_URL is not set")
+    cluster = commands.add_parser("cluster", help="run redis-server, N replicas and nginx locally")
+    from chatserver.cluster import add_cluster_arguments
+
+    add_cluster_arguments(cluster)
     return parser
 
 
@@ -60,6 +85,46 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
             ttl_seconds=args.ttl,
         )
     )
+
+
+def _membership(args: argparse.Namespace, settings: Settings) -> None:
+    change = MembershipChange(player_id=args.player_id, action=args.action, clan_id=args.clan_id)
+    if settings.redis_url is not None:
+        asyncio.run(_publish_on_redis(settings, change))
+    elif args.url:
+        _post_to_server(args.url, settings, change)
+    else:
+        sys.exit("chatserver membership: set REDIS_URL, or pass --url of a running server (with CHAT_INTERNAL_TOKEN)")
+    print(change.model_dump_json())
+
+
+async def _publish_on_redis(settings: Settings, change: MembershipChange) -> None:
+    from chatserver.broker.redis import RedisBroker
+
+    assert settings.redis_url is not None
+    broker = RedisBroker(settings.redis_url, settings.redis_prefix)
+    try:
+        await broker.publish_membership(change)
+    except BrokerUnavailable as error:
+        sys.exit(f"chatserver membership: {error}")
+    finally:
+        await broker.close_client()
+
+
+def _post_to_server(base_url: str, settings: Settings, change: MembershipChange) -> None:
+    request = urllib.request.Request(
+        base_url.rstrip("/") + "/internal/membership",
+        data=change.model_dump_json().encode(),
+        headers={"Authorization": f"Bearer {settings.internal_token or ''}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+    except urllib.error.HTTPError as error:
+        sys.exit(f"chatserver membership: {error.code} {error.read().decode(errors='replace')}")
+    except OSError as error:
+        sys.exit(f"chatserver membership: {error}")
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:

@@ -1,7 +1,10 @@
-"""HTTP endpoints: chat history, health and readiness. Thin: parse the query, call the use case, shape the body."""
+"""HTTP endpoints: chat history, health, readiness, internal membership. Thin: parse, call the use case, shape."""
 
 from __future__ import annotations
 
+import hmac
+
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -9,7 +12,7 @@ from chatserver.auth import token_from_request
 from chatserver.chat import HistoryRequest
 from chatserver.errors import ChatError
 from chatserver.players import identify
-from chatserver.protocol import ChatType, ErrorReason, HealthBody
+from chatserver.protocol import ChatType, ErrorDetail, ErrorReason, HealthBody, MembershipChange
 from chatserver.services import Services
 from chatserver.validation import is_object_id
 
@@ -73,3 +76,48 @@ def _whole_number(raw: str | None, name: str, default: int) -> int:
 
 def _json(body: str, status_code: int = 200) -> Response:
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+async def internal_membership(request: Request) -> Response:
+    """``POST /internal/membership``: the game backend says a player left or joined a clan.
+
+    Guarded by the service token ``CHAT_INTERNAL_TOKEN`` (compared in constant time); answers 202
+    with the change once it is published to every worker.
+    """
+    services: Services = request.app.state.services
+    try:
+        _check_service_token(request, services.settings.internal_token)
+        change = _membership_change(await request.body())
+        await services.membership.publish(change)
+    except ChatError as error:
+        return error.http_response()
+    return _json(change.model_dump_json(), status_code=202)
+
+
+def _membership_change(body: bytes) -> MembershipChange:
+    """The request body as a change; each bad field is one error object naming it."""
+    try:
+        return MembershipChange.model_validate_json(body)
+    except ValidationError as error:
+        raise ChatError(
+            [
+                ErrorDetail(
+                    reason=ErrorReason.VALIDATION,
+                    field=".".join(str(part) for part in problem["loc"]) or None,
+                    message=problem["msg"],
+                )
+                for problem in error.errors(include_url=False)
+            ]
+        ) from None
+
+
+def _check_service_token(request: Request, expected: str | None) -> None:
+    if expected is None:
+        raise ChatError.of(
+            ErrorReason.NOT_AUTHORIZED, "token", "The internal API is disabled: CHAT_INTERNAL_TOKEN is not set"
+        )
+    presented = token_from_request(request.headers, {})
+    if presented is None:
+        raise ChatError.of(ErrorReason.NOT_AUTHENTICATED, "token", "The service token is not provided")
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise ChatError.of(ErrorReason.NOT_AUTHORIZED, "token", "The service token is not valid")

@@ -1,8 +1,8 @@
 """This worker's sockets and rooms: who is in which room here, and fan-out of one encoded frame.
 
 The hub subscribes the worker to a room's broker channel on the room's first local member and
-unsubscribes after the last one leaves, and moves a player's sockets when the membership channel
-says the player left or joined a clan.
+unsubscribes after the last one leaves, and moves a player's sockets between clan rooms when the
+player leaves or joins a clan.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from chatserver.broker.base import Broker, MembershipAction, MembershipChange
+from chatserver.broker.base import Broker
 from chatserver.connection import Connection
 from chatserver.frames import membership_text
 from chatserver.store.base import RoomKey
@@ -56,15 +56,16 @@ class Hub:
         for connection in self._rooms.get(room, ()):
             connection.push(text)
 
-    async def apply_membership(self, change: MembershipChange) -> None:
-        """Move every local socket of the player out of or into a clan room and tell it so."""
-        for connection in list(self._by_player.get(change.player_id, ())):
-            old_clan = connection.player.clan_id
-            if change.action is MembershipAction.LEAVE:
-                if old_clan == change.clan_id:
-                    await self._move(connection, None)
-            elif old_clan != change.clan_id:
-                await self._move(connection, change.clan_id)
+    async def move_player(self, player_id: str, clan_id: str | None, *, only_from: str | None = None) -> None:
+        """Put every local socket of the player in ``clan_id``'s room (none for ``None``) and tell it so.
+
+        With ``only_from``, only sockets now in that clan move: a "left clan X" message must not
+        pull a socket out of the clan Y it has since joined.
+        """
+        for connection in list(self._by_player.get(player_id, ())):
+            current = connection.player.clan_id
+            if current != clan_id and (only_from is None or current == only_from):
+                await self._move(connection, clan_id)
 
     async def _move(self, connection: Connection, new_clan: str | None) -> None:
         old_clan = connection.player.clan_id

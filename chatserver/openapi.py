@@ -21,6 +21,7 @@ _COMPONENT_MODELS: list[type[protocol.BaseModel]] = [
     protocol.WrappedBroadcastFrame,
     protocol.ReadyFrame,
     protocol.MembershipFrame,
+    protocol.MembershipChange,
     protocol.ErrorFrame,
     protocol.HttpErrorBody,
     protocol.HistoryPage,
@@ -101,6 +102,21 @@ def build_openapi(root_path: str = "") -> dict[str, Any]:
                     },
                 }
             },
+            "/internal/membership": {
+                "post": {
+                    "tags": ["Internal"],
+                    "summary": "A player left or joined a clan: move their sockets on every replica",
+                    "security": [{"serviceToken": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("MembershipChange")}},
+                    },
+                    "responses": {
+                        "202": _json_content("MembershipChange", "Published to every replica"),
+                        **_error_responses(400, 401, 403, 503),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "tags": ["Health"],
@@ -121,6 +137,9 @@ def build_openapi(root_path: str = "") -> dict[str, Any]:
         },
         "components": {
             "schemas": definitions.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "serviceToken": {"type": "http", "scheme": "bearer", "description": "CHAT_INTERNAL_TOKEN"},
+            },
         },
     }

@@ -147,6 +147,21 @@ class ReadyFrame(BaseModel):
     data: Literal[True] = True
 
 
+class MembershipAction(StrEnum):
+    LEAVE = "leave"
+    JOIN = "join"
+
+
+class MembershipChange(BaseModel):
+    """A player left or joined a clan: the membership channel's message and ``POST /internal/membership``'s body."""
+
+    model_config = ConfigDict(frozen=True)
+
+    player_id: str = Field(min_length=1)
+    action: MembershipAction
+    clan_id: str = Field(min_length=1)
+
+
 class ClanChange(BaseModel):
     clan_id: str
 

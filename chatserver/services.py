@@ -13,6 +13,7 @@ from chatserver.broker.base import Broker
 from chatserver.broker.memory import MemoryBroker
 from chatserver.chat import ChatService
 from chatserver.hub import Hub
+from chatserver.membership import Membership
 from chatserver.players import ClaimsDirectory, PlayerDirectory
 from chatserver.settings import Settings
 from chatserver.store.base import MessageStore
@@ -29,20 +30,23 @@ class Services:
     players: PlayerDirectory
     hub: Hub
     chat: ChatService
+    membership: Membership
     draining: bool = False
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         store = _store_for(settings)
-        broker = MemoryBroker()
+        broker = broker_for(settings)
         players = _players_for(settings)
+        hub = Hub(broker)
         return cls(
             settings=settings,
             store=store,
             broker=broker,
             players=players,
-            hub=Hub(broker),
+            hub=hub,
             chat=ChatService(settings, store, broker, players),
+            membership=Membership(broker, hub, players, players_from_database=settings.players_from_database),
         )
 
     async def start(self) -> None:
@@ -56,7 +60,7 @@ class Services:
                 "(lost on restart, at most %d messages)",
                 self.settings.memory_max_messages,
             )
-        await self.broker.start(self.hub.deliver, self.hub.apply_membership)
+        await self.broker.start(self.hub.deliver, self.membership.apply)
 
     async def stop(self) -> None:
         await self.broker.stop()
@@ -73,6 +77,15 @@ def _store_for(settings: Settings) -> MessageStore:
     from chatserver.store.mongo import MongoStore
 
     return MongoStore(settings.mongodb_url, settings.mongodb_db)
+
+
+def broker_for(settings: Settings) -> Broker:
+    """Redis when ``REDIS_URL`` is set (many replicas), else the in-process broker (one process)."""
+    if settings.redis_url is None:
+        return MemoryBroker()
+    from chatserver.broker.redis import RedisBroker
+
+    return RedisBroker(settings.redis_url, settings.redis_prefix)
 
 
 def _players_for(settings: Settings) -> PlayerDirectory:

@@ -141,10 +141,11 @@ def test_openapi_json_is_an_openapi_3_1_document_with_the_http_routes(openapi: d
     assert openapi["openapi"] == "3.1.0"
     assert openapi["info"]["title"] and openapi["info"]["version"]
     assert openapi["servers"] == [{"url": "/"}]
-    assert set(openapi["paths"]) == {"/chat/history", "/healthz", "/readyz"}
+    assert set(openapi["paths"]) == {"/chat/history", "/healthz", "/readyz", "/internal/membership"}
     for path, item in openapi["paths"].items():
-        assert set(item) == {"get"}, path
-        for status, response in item["get"]["responses"].items():
+        (method,) = item
+        assert method == ("post" if path == "/internal/membership" else "get"), path
+        for status, response in item[method]["responses"].items():
             assert re.fullmatch(r"[1-5]\d\d", status), (path, status)
             assert response["description"], (path, status)
             assert set(response["content"]) == {"application/json"}, (path, status)
@@ -153,6 +154,7 @@ def test_openapi_json_is_an_openapi_3_1_document_with_the_http_routes(openapi: d
     assert {parameter["name"] for parameter in history["parameters"]} == {"type", "limit", "page", "before"}
     assert all(parameter["in"] == "query" for parameter in history["parameters"])
     assert history["security"] == [{"bearer": []}]
+    assert openapi["paths"]["/internal/membership"]["post"]["security"] == [{"serviceToken": []}]
     assert openapi["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
         "scheme": "bearer",
@@ -325,7 +327,7 @@ def test_root_path_openapi_json_names_the_prefix_as_its_server(api_server: Serve
     assert response.status_code == 200
     document = response.json()
     assert document["servers"] == [{"url": "/api"}]
-    assert set(document["paths"]) == {"/chat/history", "/healthz", "/readyz"}
+    assert set(document["paths"]) == {"/chat/history", "/healthz", "/readyz", "/internal/membership"}
     validate_openapi(document)
 
 

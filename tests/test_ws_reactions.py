@@ -156,13 +156,23 @@ async def test_clan_reaction_on_a_global_message_is_not_found(server: ServerProc
     assert await client.react("clan", message["_id"], "🔥") == not_found(message["_id"])
 
 
-async def test_clanless_player_reacting_in_clan_chat_is_not_found(
+async def test_clanless_player_reacting_in_clan_chat_is_not_allowed(
     server: ServerProcess, new_id: Callable[[], str]
 ) -> None:
     member = await Client.connect(server, token(new_id(), clan_id=new_id()))
     message = await member.post("clan", "members only")
     loner = await Client.connect(server, token(new_id()))
-    assert await loner.react("clan", message["_id"], "🔥") == not_found(message["_id"])
+    assert await loner.react("clan", message["_id"], "🔥") == {
+        "error": [
+            {
+                "reason": "NOT_ALLOWED",
+                "field": "clan_id",
+                "value": None,
+                "message": "Player is not a member of a clan",
+                "additional": None,
+            }
+        ]
+    }
 
 
 async def test_fifty_players_reacting_at_once_are_all_kept(server: ServerProcess, new_id: Callable[[], str]) -> None:

@@ -6,43 +6,14 @@ encoded frame text to every subscribed worker, which pushes it unchanged to its 
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from enum import StrEnum
+
+from chatserver.protocol import MembershipChange
 
 
 class BrokerUnavailable(Exception):
     """The broker could not take a publish; the frame reached no other worker."""
-
-
-class MembershipAction(StrEnum):
-    LEAVE = "leave"
-    JOIN = "join"
-
-
-@dataclass(frozen=True)
-class MembershipChange:
-    """``{"player_id", "action", "clan_id"}`` on the membership channel (PROTOCOL.md §7)."""
-
-    player_id: str
-    action: MembershipAction
-    clan_id: str
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "action": self.action.value})
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> MembershipChange:
-        """Parse a membership message; raises ``ValueError`` on anything malformed."""
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("membership message must be an object")
-        player_id, clan_id = data.get("player_id"), data.get("clan_id")
-        if not isinstance(player_id, str) or not player_id or not isinstance(clan_id, str) or not clan_id:
-            raise ValueError("membership message needs non-empty player_id and clan_id strings")
-        return cls(player_id, MembershipAction(data.get("action")), clan_id)
 
 
 RoomFrameHandler = Callable[[str, str], None]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from chatserver.broker.base import Broker, MembershipChange, MembershipHandler, RoomFrameHandler
+from chatserver.broker.base import Broker, MembershipHandler, RoomFrameHandler
+from chatserver.protocol import MembershipChange
 
 
 class MemoryBroker(Broker):

@@ -1,0 +1,207 @@
+"""The Redis broker: one pub/sub channel per room and one for membership, shared by every replica.
+
+Channels (PROTOCOL.md §7): ``<prefix>room:global``, ``<prefix>room:clan:<clan_id>`` and
+``<prefix>membership``. Each worker keeps ONE subscriber connection, owned by a listener task, and
+subscribes to a room while it holds a local socket in it. Frames are published already encoded and
+handed to the hub unchanged, so a message is serialised once in the whole cluster.
+
+Outages: the listener notices a broken connection, reconnects with capped exponential backoff and
+jitter, and re-subscribes to every room it still needs, without a worker restart. While Redis is
+down ``publish`` raises ``BrokerUnavailable`` and ``ping`` is False, so ``/readyz`` turns 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from chatserver.broker.base import Broker, BrokerUnavailable, MembershipHandler, RoomFrameHandler
+from chatserver.protocol import MembershipChange
+
+log = logging.getLogger(__name__)
+
+_SOCKET_TIMEOUT_SECONDS = 3.0
+_SUBSCRIBE_CONFIRM_SECONDS = 3.0
+_POLL_SECONDS = 1.0
+_BACKOFF_FIRST_SECONDS = 0.1
+_BACKOFF_MAX_SECONDS = 5.0
+
+
+class RedisBroker(Broker):
+    """Room and membership channels on one Redis; see the module docstring for the life of a connection."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self._room_prefix = f"{prefix}room:"
+        self._membership_channel = f"{prefix}membership"
+        self._client = aioredis.from_url(
+            url, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=2.0
+        )
+        self._wanted: set[str] = set()
+        self._live: set[str] = set()
+        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._pubsub: Any = None
+        self._listening = False
+        self._listener: asyncio.Task[None] | None = None
+        self._membership_worker: asyncio.Task[None] | None = None
+        self._membership_queue: asyncio.Queue[MembershipChange] = asyncio.Queue()
+        self._on_room_frame: RoomFrameHandler | None = None
+        self._on_membership: MembershipHandler | None = None
+        self._commands = asyncio.Lock()
+
+    async def start(self, on_room_frame: RoomFrameHandler, on_membership: MembershipHandler) -> None:
+        """Begin listening; does not wait for Redis, so a replica can start during a Redis outage."""
+        self._on_room_frame = on_room_frame
+        self._on_membership = on_membership
+        self._listener = asyncio.create_task(self._listen_forever(), name="redis-listener")
+        self._membership_worker = asyncio.create_task(self._apply_memberships(), name="membership-worker")
+
+    async def stop(self) -> None:
+        for task in (self._listener, self._membership_worker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._drop_pubsub()
+        await self._client.aclose()
+
+    async def subscribe(self, room: str) -> None:
+        """Subscribe and wait for Redis to confirm, so a socket told ``ready`` misses nothing after it."""
+        self._wanted.add(room)
+        channel = self._room_prefix + room
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(channel, []).append(confirmed)
+        await self._sync_channel(room)
+        try:
+            await asyncio.wait_for(confirmed, _SUBSCRIBE_CONFIRM_SECONDS)
+        except TimeoutError:
+            log.warning("subscription not confirmed yet; the listener re-subscribes on reconnect", extra={"room": room})
+        finally:
+            waiting = self._confirmations.get(channel, [])
+            if confirmed in waiting:
+                waiting.remove(confirmed)
+
+    async def unsubscribe(self, room: str) -> None:
+        self._wanted.discard(room)
+        await self._sync_channel(room)
+
+    async def publish(self, room: str, frame: str) -> None:
+        await self._publish(self._room_prefix + room, frame)
+
+    async def publish_membership(self, change: MembershipChange) -> None:
+        await self._publish(self._membership_channel, change.model_dump_json())
+
+    async def ping(self) -> bool:
+        if not self._listening:
+            return False
+        try:
+            return bool(await self._client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close_client(self) -> None:
+        """For one-shot publishers (the CLI) that never started a listener."""
+        await self._client.aclose()
+
+    async def _publish(self, channel: str, text: str) -> None:
+        try:
+            await self._client.publish(channel, text)
+        except (RedisError, OSError) as error:
+            raise BrokerUnavailable(f"Redis publish failed: {error}") from error
+
+    async def _sync_channel(self, room: str) -> None:
+        """Make the live subscription match ``_wanted`` for one room, whatever order calls came in.
+
+        Commands go out one at a time under a lock and Redis applies them in order, so ``_live``
+        (what was last sent for each room) is what the server holds for this connection.
+        """
+        async with self._commands:
+            pubsub = self._pubsub
+            if pubsub is None:
+                return  # the listener subscribes to everything wanted when it (re)connects
+            channel = self._room_prefix + room
+            try:
+                if room in self._wanted and room not in self._live:
+                    await pubsub.subscribe(channel)
+                    self._live.add(room)
+                elif room not in self._wanted and room in self._live:
+                    await pubsub.unsubscribe(channel)
+                    self._live.discard(room)
+            except (RedisError, OSError):
+                log.warning("subscription change failed; the listener will reconnect", extra={"room": room})
+
+    async def _listen_forever(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._connect()
+                failures = 0
+                await self._read_messages()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                self._listening = False
+                await self._drop_pubsub()
+                delay = min(_BACKOFF_MAX_SECONDS, _BACKOFF_FIRST_SECONDS * 2**failures) * random.uniform(0.5, 1.0)
+                failures += 1
+                log.warning("redis subscriber lost (%s); reconnecting in %.2fs", error, delay)
+                await asyncio.sleep(delay)
+
+    async def _connect(self) -> None:
+        """A fresh subscriber connection with every channel this worker still needs."""
+        async with self._commands:
+            pubsub = self._client.pubsub()
+            channels = [self._membership_channel, *(self._room_prefix + room for room in self._wanted)]
+            await pubsub.subscribe(*channels)
+            self._pubsub = pubsub
+            self._live = set(self._wanted)
+        self._listening = True
+        log.info("redis subscriber connected", extra={"channels": len(channels)})
+
+    async def _read_messages(self) -> None:
+        while True:
+            message = await self._pubsub.get_message(timeout=_POLL_SECONDS)
+            if message is not None:
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind, channel = message["type"], message["channel"]
+        if kind == "subscribe":
+            for confirmed in self._confirmations.pop(channel, []):
+                if not confirmed.done():
+                    confirmed.set_result(None)
+        elif kind != "message":
+            return
+        elif channel == self._membership_channel:
+            self._queue_membership(message["data"])
+        elif channel.startswith(self._room_prefix) and self._on_room_frame is not None:
+            self._on_room_frame(channel[len(self._room_prefix) :], message["data"])
+
+    def _queue_membership(self, text: str) -> None:
+        try:
+            self._membership_queue.put_nowait(MembershipChange.model_validate_json(text))
+        except ValidationError as error:
+            log.warning("ignoring malformed membership message: %s", error)
+
+    async def _apply_memberships(self) -> None:
+        """Apply membership changes in order, outside the listener, which must keep reading meanwhile."""
+        while True:
+            change = await self._membership_queue.get()
+            if self._on_membership is None:
+                continue
+            try:
+                await self._on_membership(change)
+            except Exception:
+                log.exception("membership change failed", extra={"player_id": change.player_id})
+
+    async def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()

@@ -1,0 +1,219 @@
+"""``chatserver cluster``: Redis, replicas and nginx on one machine, as a client and an operator see them.
+
+Clients connect to nginx's public port only; which replica served a socket is read from that
+replica's own ``connection opened`` log line, as an operator would find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from chatserver.cluster import Cluster
+from tests.harness import FRAME_TIMEOUT, ROOT, TEST_SECRET, Client, free_port, token
+
+REPLICAS = 3
+CLIENTS = 12
+COMMAND_TIMEOUT = 60.0
+READY_TIMEOUT = 20.0
+RUN_CLUSTER = (
+    "import argparse, sys\n"
+    "from chatserver.cluster import add_cluster_arguments, run_cluster\n"
+    "parser = argparse.ArgumentParser(prog='chatserver cluster')\n"
+    "add_cluster_arguments(parser)\n"
+    "run_cluster(parser.parse_args(sys.argv[1:]))\n"
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three replicas behind nginx, shared by the client-side tests of this module."""
+    with Cluster(REPLICAS, workdir=tmp_path_factory.mktemp("cluster"), env={"JWT_SECRET": TEST_SECRET}) as running:
+        yield running
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A two-replica cluster for one test that kills or stops parts of it."""
+    with Cluster(2, workdir=tmp_path / "cluster", env={"JWT_SECRET": TEST_SECRET}) as running:
+        yield running
+
+
+async def connect_through_nginx(cluster: Cluster, player_id: str) -> Client:
+    connection = await websockets.connect(f"{cluster.ws_url}?token={token(player_id)}", max_queue=None)
+    client = Client(connection)
+    assert await client.recv() == {"event": "ready", "data": True}
+    return client
+
+
+async def serving_replica(cluster: Cluster, player_id: str, timeout: float = FRAME_TIMEOUT) -> int:
+    """The index of the replica that logged ``connection opened`` for this player (logged before ``ready``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for replica in cluster.replicas:
+            if any(_is_opened(line, player_id) for line in replica.log_path.read_text().splitlines()):
+                return replica.index
+        assert time.monotonic() < deadline, f"no replica logged a connection for {player_id}"
+        await asyncio.sleep(0.05)
+
+
+def _is_opened(line: str, player_id: str) -> bool:
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return entry.get("message") == "connection opened" and entry.get("player_id") == player_id
+
+
+async def open_clients(cluster: Cluster, new_id: Callable[[], str]) -> tuple[list[Client], set[int]]:
+    """``CLIENTS`` players connected one after another through nginx, and the replicas that serve them."""
+    players = [new_id() for _ in range(CLIENTS)]
+    clients = [await connect_through_nginx(cluster, player) for player in players]
+    return clients, {await serving_replica(cluster, player) for player in players}
+
+
+def wait_for_status(url: str, status: int, timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while (answered := httpx.get(url).status_code) != status:
+        assert time.monotonic() < deadline, f"{url} still answers {answered}, not {status}"
+        time.sleep(0.1)
+
+
+def port_is_free(port: int) -> bool:
+    """A server could listen on ``port`` again (SO_REUSEADDR, as servers bind, so TIME_WAIT does not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_nginx_answers_healthz_and_readyz(cluster: Cluster) -> None:
+    assert httpx.get(f"{cluster.public_url}/healthz").status_code == 200
+    ready = httpx.get(f"{cluster.public_url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ok"
+
+
+async def test_sockets_through_nginx_land_on_more_than_one_replica(cluster: Cluster, new_id: Callable[[], str]) -> None:
+    _, replicas = await open_clients(cluster, new_id)
+    assert len(replicas) > 1, f"all {CLIENTS} sockets landed on replica {replicas}"
+
+
+async def test_a_global_message_reaches_every_socket_on_every_replica_exactly_once(
+    cluster: Cluster, new_id: Callable[[], str]
+) -> None:
+    clients, replicas = await open_clients(cluster, new_id)
+    assert len(replicas) > 1
+    sender = clients[0]
+    first, second = f"hello from one replica {new_id()}", f"and again {new_id()}"
+
+    await sender.send({"event": "globalMessage", "data": {"content": first}})
+    received = await asyncio.gather(*(client.recv() for client in clients))
+    assert [(frame["event"], frame["message"]["content"]) for frame in received] == [("newMessage", first)] * CLIENTS
+
+    # Every replica delivers in publish order, so a duplicate of the first would arrive before this one.
+    await sender.send({"event": "globalMessage", "data": {"content": second}})
+    received = await asyncio.gather(*(client.recv() for client in clients))
+    assert [frame["message"]["content"] for frame in received] == [second] * CLIENTS
+
+
+def test_nginx_skips_a_killed_replica_and_it_restarts_on_its_port(own_cluster: Cluster) -> None:
+    own_cluster.kill_replica(0)
+    statuses = [httpx.get(f"{own_cluster.public_url}/healthz").status_code for _ in range(6)]
+    assert statuses == [200] * 6
+
+    own_cluster.start_replica(0)
+    assert httpx.get(f"{own_cluster.replicas[0].url}/healthz").status_code == 200
+
+
+def test_readyz_through_nginx_is_503_while_redis_is_down_and_200_after_it_restarts(own_cluster: Cluster) -> None:
+    own_cluster.stop_redis()
+    wait_for_status(f"{own_cluster.public_url}/readyz", 503)
+
+    own_cluster.start_redis()
+    for replica in own_cluster.replicas:
+        wait_for_status(f"{replica.url}/readyz", 200)
+    assert httpx.get(f"{own_cluster.public_url}/readyz").status_code == 200
+
+
+def test_stop_ends_every_process_and_frees_every_port(tmp_path: Path) -> None:
+    cluster = Cluster(2, workdir=tmp_path, env={"JWT_SECRET": TEST_SECRET}).start()
+    pids, ports = cluster.pids(), cluster.ports
+    assert len(pids) == 4 and len(ports) == 4  # nginx, two replicas, Redis
+
+    cluster.stop()
+
+    assert [pid for pid in pids if process_exists(pid)] == []
+    assert [port for port in ports if not port_is_free(port)] == []
+    assert cluster.pids() == []
+
+
+def test_cluster_command_prints_its_urls_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    output = tmp_path / "output.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
+    argv = ["--replicas", "2", "--port", str(port), "--workdir", str(tmp_path / "work")]
+    with output.open("wb") as sink:
+        command = subprocess.Popen(
+            [sys.executable, "-c", RUN_CLUSTER, *argv], env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT
+        )
+    pids: list[int] = []
+    try:
+        printed = wait_for_output(output, "to stop", command)
+        pids = [int(pid) for pid in re.findall(r"\bpid (\d+)", printed)]
+        assert f"http://127.0.0.1:{port}" in printed and f"ws://127.0.0.1:{port}/ws/chat" in printed
+        assert "replica 0" in printed and "replica 1" in printed and "redis://127.0.0.1:" in printed
+        assert "in-process history" in printed
+        assert len(pids) == 4
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=COMMAND_TIMEOUT) == 0
+    finally:
+        _kill_leftovers(command, pids)
+    assert "stopped" in output.read_text()
+    assert [pid for pid in pids if process_exists(pid)] == []
+    assert port_is_free(port)
+
+
+def wait_for_output(path: Path, text: str, process: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + COMMAND_TIMEOUT
+    while text not in (printed := path.read_text()):
+        assert process.poll() is None, f"the command exited with {process.returncode}:\n{printed}"
+        assert time.monotonic() < deadline, f"the command did not print {text!r}:\n{printed}"
+        time.sleep(0.1)
+    return printed
+
+
+def _kill_leftovers(command: subprocess.Popen[bytes], pids: list[int]) -> None:
+    """After a failed assertion: no process of the command outlives the test."""
+    if command.poll() is None:
+        command.kill()
+        command.wait()
+    for pid in pids:
+        if process_exists(pid):
+            os.kill(pid, signal.SIGKILL)
