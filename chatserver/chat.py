@@ -140,4 +140,9 @@ class ChatService:
             await self._broker.publish(stored.room.name, text)
         except BrokerUnavailable:
             log.exception("broker refused a publish")
-            raise not_available("Live delivery") from None
+            raise ChatError.of(
+                ErrorReason.NOT_AVAILABLE,
+                None,
+                "Live delivery is not available right now; the change was stored and shows in history",
+                additional={"message_id": stored.id},
+            ) from None

@@ -131,11 +131,16 @@ class Client:
 
     @classmethod
     async def connect(cls, server: ServerProcess, bearer: str, *, via: str = "query", ready: bool = True) -> Client:
+        return await cls.open(server.ws_url, bearer, via=via, ready=ready)
+
+    @classmethod
+    async def open(cls, ws_url: str, bearer: str, *, via: str = "query", ready: bool = True) -> Client:
+        """Connect to any chat socket URL (a replica, nginx) with the token in the query or the header."""
         if via == "query":
-            connection = await websockets.connect(f"{server.ws_url}?token={bearer}", max_queue=None)
+            connection = await websockets.connect(f"{ws_url}?token={bearer}", max_queue=None)
         else:
             headers = {"Authorization": f"Bearer {bearer}"}
-            connection = await websockets.connect(server.ws_url, additional_headers=headers, max_queue=None)
+            connection = await websockets.connect(ws_url, additional_headers=headers, max_queue=None)
         client = cls(connection)
         if ready:
             assert await client.recv() == {"event": "ready", "data": True}

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import websockets
 
 from chatserver.cluster import Cluster
 from tests.harness import FRAME_TIMEOUT, ROOT, TEST_SECRET, Client, free_port, token
@@ -29,13 +28,6 @@ REPLICAS = 3
 CLIENTS = 12
 COMMAND_TIMEOUT = 60.0
 READY_TIMEOUT = 20.0
-RUN_CLUSTER = (
-    "import argparse, sys\n"
-    "from chatserver.cluster import add_cluster_arguments, run_cluster\n"
-    "parser = argparse.ArgumentParser(prog='chatserver cluster')\n"
-    "add_cluster_arguments(parser)\n"
-    "run_cluster(parser.parse_args(sys.argv[1:]))\n"
-)
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +45,7 @@ def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 async def connect_through_nginx(cluster: Cluster, player_id: str) -> Client:
-    connection = await websockets.connect(f"{cluster.ws_url}?token={token(player_id)}", max_queue=None)
-    client = Client(connection)
-    assert await client.recv() == {"event": "ready", "data": True}
-    return client
+    return await Client.open(cluster.ws_url, token(player_id))
 
 
 async def serving_replica(cluster: Cluster, player_id: str, timeout: float = FRAME_TIMEOUT) -> int:
@@ -172,14 +161,18 @@ def test_stop_ends_every_process_and_frees_every_port(tmp_path: Path) -> None:
     assert cluster.pids() == []
 
 
-def test_cluster_command_prints_its_urls_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+def test_chatserver_cluster_prints_its_urls_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     output = tmp_path / "output.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
     argv = ["--replicas", "2", "--port", str(port), "--workdir", str(tmp_path / "work")]
     with output.open("wb") as sink:
         command = subprocess.Popen(
-            [sys.executable, "-c", RUN_CLUSTER, *argv], env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "chatserver", "cluster", *argv],
+            env=env,
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     pids: list[int] = []
     try:

@@ -14,7 +14,8 @@ that pair, which the ``(clan_id, createdAt, _id)`` / ``(type, createdAt, _id)`` 
 
 Test-only scheme: a URL starting with ``mongomock://`` runs on mongomock-motor, an in-process stand-in
 (a test extra, imported lazily; see ``mongomock_shim``), so the whole server can run without a MongoDB
-server. Each ``open()`` then starts from an empty database.
+server. Each ``open()`` then starts from an empty database, or from the documents of the Extended
+JSON file named by ``?seed=<path>`` (how tests give a server process the game's ``Player`` data).
 
 Beanie binds document classes to one database per process, so a process has one open ``MongoStore``.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -105,10 +107,19 @@ class MongoStore(MessageStore):
         try:
             with driver_errors_as_unavailable():  # a bad URL or an SRV lookup fails already in the client
                 self._client, self._database = self._connect()
+                await self._seed_stand_in()
                 await init_beanie(database=self._database, document_models=[ChatMessageDocument, PlayerDocument])
         except BaseException:
             await self.close()
             raise
+
+    async def _seed_stand_in(self) -> None:
+        """``mongomock://...?seed=<path>``: load a test's documents into the fresh stand-in."""
+        seed = dict(parse_qsl(urlsplit(self._url).query)).get("seed")
+        if self._url.startswith(MOCK_SCHEME) and seed:
+            from chatserver.store.mongomock_shim import load_seed
+
+            await load_seed(self._database, Path(seed))
 
     def _connect(self) -> tuple[Any, Any]:
         """The client and database for the URL: PyMongo's asynchronous client, or the test stand-in."""

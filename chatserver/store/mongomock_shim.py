@@ -28,7 +28,10 @@ thread): real concurrent write atomicity, index use by the query planner, timeou
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from bson import json_util
 
 
 def open_mock_database(name: str) -> tuple[Any, Any]:
@@ -43,6 +46,17 @@ def open_mock_database(name: str) -> tuple[Any, Any]:
     _accept_beanie_listing_options(database)
     _awaitable_close(client)
     return client, database
+
+
+async def load_seed(database: Any, path: Path) -> None:
+    """Insert the documents of an Extended JSON file ``{"<collection>": [documents...]}``.
+
+    A server process on the stand-in cannot share memory with its test, so this is how a test hands
+    it data (the game's ``Player`` collection, say).
+    """
+    for collection, documents in json_util.loads(path.read_text()).items():
+        if documents:
+            await database[collection].insert_many(documents)
 
 
 def _accept_beanie_listing_options(database: Any) -> None:

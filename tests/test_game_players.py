@@ -1,0 +1,82 @@
+"""With the game database configured, the ``Player`` collection is the truth for name, avatar and clan.
+
+The server runs on the MongoDB stand-in seeded with the game's player documents (``?seed=``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ServerFactory
+from tests.harness import Client, ServerProcess, token
+
+SERVICE_TOKEN = "game-players-service-token"
+ZED, YAN, XI = "64b000000000000000000001", "64b000000000000000000002", "64b000000000000000000003"
+CLAN = "64c000000000000000000001"
+ZED_AVATAR = {"head": {"id": 4, "color": "#123456"}, "skinColor": "#abcdef"}
+
+
+@pytest.fixture(scope="module")
+def game_server(server_factory: ServerFactory, tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
+    seed = Path(tmp_path_factory.mktemp("seed")) / "players.json"
+    players = [
+        {"_id": {"$oid": ZED}, "name": "Zed", "clan_id": {"$oid": CLAN}, "avatar": ZED_AVATAR},
+        {"_id": {"$oid": YAN}, "name": "Yan", "clan_id": {"$oid": CLAN}, "avatar": None},
+        {"_id": {"$oid": XI}, "name": "Xi"},
+    ]
+    seed.write_text(json.dumps({"Player": players}))
+    return server_factory(
+        MONGODB_URL=f"mongomock://localhost/?seed={seed}",
+        CHAT_PLAYERS_FROM_DB="true",
+        CHAT_INTERNAL_TOKEN=SERVICE_TOKEN,
+    )
+
+
+def change(server: ServerProcess, player: str, action: str, clan: str) -> None:
+    response = httpx.post(
+        f"{server.http_url}/internal/membership",
+        json={"player_id": player, "action": action, "clan_id": clan},
+        headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
+        timeout=5,
+    )
+    assert response.status_code == 202
+
+
+async def test_name_avatar_and_clan_come_from_the_database_not_the_token(game_server: ServerProcess) -> None:
+    zed = await Client.connect(game_server, token(ZED, name="Impostor", clan_id="not-my-clan"))
+    message = await zed.post("clan", "from the database")
+    assert message["clan_id"] == CLAN
+    assert message["sender"] == {"_id": ZED, "name": "Zed", "avatar": ZED_AVATAR}
+
+
+async def test_history_shows_the_senders_from_the_database(game_server: ServerProcess) -> None:
+    yan = await Client.connect(game_server, token(YAN))
+    sent = await yan.post("global", "in the record")
+    response = httpx.get(
+        f"{game_server.http_url}/chat/history",
+        params={"type": "global"},
+        headers={"Authorization": f"Bearer {token(XI)}"},
+        timeout=5,
+    )
+    assert response.json()["data"]["ChatMessage"][0] == sent
+    assert sent["sender"] == {"_id": YAN, "name": "Yan", "avatar": None}
+
+
+async def test_membership_messages_that_disagree_with_the_database_change_nothing(game_server: ServerProcess) -> None:
+    zed = await Client.connect(game_server, token(ZED))
+    yan = await Client.connect(game_server, token(YAN))
+    change(game_server, ZED, "leave", CLAN)
+    change(game_server, ZED, "join", "64c0000000000000000000ff")
+    hello = await yan.post("clan", "still together")
+    assert (await zed.recv())["message"] == hello, "the stored clan must win over the messages"
+
+
+async def test_join_for_a_clanless_player_in_the_database_changes_nothing(game_server: ServerProcess) -> None:
+    xi = await Client.connect(game_server, token(XI))
+    change(game_server, XI, "join", CLAN)
+    await xi.send({"event": "clanMessage", "data": {"content": "am I in?"}})
+    assert (await xi.recv())["error"][0]["reason"] == "NOT_ALLOWED"
