@@ -9,16 +9,18 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp
 
 from chatserver import http
 from chatserver.docs import swagger_assets, swagger_page
 from chatserver.openapi import build_openapi
 from chatserver.services import Services
 from chatserver.settings import Settings
+from chatserver.transport import TransportAccess
 from chatserver.ws import chat_socket
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ASGIApp:
     """The ASGI app; every route is served at ``/`` and, when set, under ``CHAT_ROOT_PATH`` too."""
     services = Services.build(settings)
     openapi_document = build_openapi(settings.root_path)
@@ -49,9 +51,17 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
-    return app
+    return TransportAccess(app)
 
 
-def app_from_env() -> Starlette:
+def services_of(app: ASGIApp) -> Services:
+    """The worker's services behind the app ``create_app`` made (for the server's drain step)."""
+    while not isinstance(app, Starlette):
+        app = app.app  # type: ignore[attr-defined]
+    services: Services = app.state.services
+    return services
+
+
+def app_from_env() -> ASGIApp:
     """Factory for ``uvicorn --factory`` and multi-worker runs: settings from the environment."""
     return create_app(Settings.from_env())

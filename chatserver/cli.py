@@ -128,10 +128,9 @@ def _post_to_server(base_url: str, settings: Settings, change: MembershipChange)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
-    import uvicorn
-
     from chatserver.app import create_app
     from chatserver.logs import configure_logging
+    from chatserver.server import serve
 
     if args.workers > 1 and (settings.redis_url is None or settings.mongodb_url is None):
         sys.exit(
@@ -140,16 +139,4 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         )
     configure_logging(args.log_level, replica=f"{socket.gethostname()}:{args.port}")
     app: object = "chatserver.app:app_from_env" if args.workers > 1 else create_app(settings)
-    uvicorn.run(
-        app,
-        factory=args.workers > 1,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        ws="websockets-sansio",
-        ws_max_size=settings.transport_max_bytes,
-        log_config=None,
-        log_level=args.log_level,
-        access_log=False,
-        lifespan="on",
-    )
+    serve(app, settings, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)

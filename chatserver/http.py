@@ -21,7 +21,7 @@ async def history(request: Request) -> Response:
     """``GET /chat/history?type=clan|global&limit=&page=&before=``, newest first."""
     services: Services = request.app.state.services
     try:
-        player = await identify(token_from_request(request.headers, {}), services.settings, services.players)
+        _, player = await identify(token_from_request(request.headers, {}), services.settings, services.players)
         page = await services.chat.history(player, _history_request(request, services))
     except ChatError as error:
         return error.http_response()

@@ -28,7 +28,7 @@ class Hub:
 
     @property
     def connection_count(self) -> int:
-        return sum(len(connections) for connections in self._by_player.values())
+        return len(self._connections())
 
     @property
     def room_count(self) -> int:
@@ -50,6 +50,18 @@ class Hub:
             mine.discard(connection)
             if not mine:
                 del self._by_player[connection.player.id]
+
+    def finish_all(self, code: int, reason: str) -> None:
+        """Close every local socket once its queued frames are sent."""
+        for connection in self._connections():
+            connection.finish(code, reason)
+
+    def cut_all(self, code: int, reason: str) -> None:
+        for connection in self._connections():
+            connection.cut(code, reason)
+
+    def _connections(self) -> list[Connection]:
+        return [connection for mine in self._by_player.values() for connection in mine]
 
     def deliver(self, room: str, text: str) -> None:
         """Fan one frame out to every local socket of ``room`` (the broker calls this)."""

@@ -60,12 +60,12 @@ class ClaimsDirectory(PlayerDirectory):
         return {}
 
 
-async def identify(token: str | None, settings: Settings, directory: PlayerDirectory) -> Player:
+async def identify(token: str | None, settings: Settings, directory: PlayerDirectory) -> tuple[Identity, Player]:
     """Token to player for both endpoints: 401 for the token, 404 for an unknown player, 503 if the
     game database does not answer."""
     identity = authenticate(token, settings)
     try:
-        return await directory.resolve(identity)
+        return identity, await directory.resolve(identity)
     except PlayerNotFound:
         raise ChatError.of(ErrorReason.NOT_FOUND, "player_id", "Player not found", identity.player_id) from None
     except StoreUnavailable:

@@ -6,12 +6,14 @@ or database players) and ``start``/``stop`` are the whole lifecycle, in order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
 from chatserver.broker.base import Broker
 from chatserver.broker.memory import MemoryBroker
 from chatserver.chat import ChatService
+from chatserver.connection import CLOSE_FRAME_SECONDS
 from chatserver.hub import Hub
 from chatserver.membership import Membership
 from chatserver.players import ClaimsDirectory, PlayerDirectory
@@ -20,6 +22,8 @@ from chatserver.store.base import MessageStore
 from chatserver.store.memory import MemoryStore
 
 log = logging.getLogger(__name__)
+
+SERVICE_RESTART = (1012, "service restart")
 
 
 @dataclass
@@ -65,6 +69,28 @@ class Services:
     async def stop(self) -> None:
         await self.broker.stop()
         await self.store.close()
+
+    async def drain(self, seconds: float) -> None:
+        """Stop taking sockets, send each one its queued frames and close code 1012, wait for them to go.
+
+        Sockets still open when the time for polite closes is up are cut, which aborts them
+        ``CLOSE_FRAME_SECONDS`` later; all of it ends within ``seconds``.
+        """
+        self.draining = True
+        log.info("draining: closing %d sockets with 1012", self.hub.connection_count)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self.hub.finish_all(*SERVICE_RESTART)
+        await self._until_no_sockets(deadline - CLOSE_FRAME_SECONDS - 0.5)
+        if self.hub.connection_count:
+            log.warning("drain time is up: cutting %d sockets", self.hub.connection_count)
+            self.hub.cut_all(*SERVICE_RESTART)
+            await self._until_no_sockets(deadline)
+
+    async def _until_no_sockets(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while self.hub.connection_count and loop.time() < deadline:
+            await asyncio.sleep(0.05)
 
     async def ready(self) -> dict[str, bool]:
         """What ``/readyz`` reports: each backend answers, and the worker is not draining."""

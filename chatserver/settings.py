@@ -44,11 +44,15 @@ class Settings:
     frame_max_bytes: int = 8 * 1024
     transport_max_bytes: int = 64 * 1024
     outbound_queue_frames: int = 1024
+    socket_send_buffer_bytes: int | None = None
     memory_max_messages: int = 200_000
     history_default_limit: int = 20
     history_max_limit: int = 50
     internal_token: str | None = None
     players_from_database: bool = field(default=False)
+    drain_seconds: int = 20
+    ping_interval_seconds: float = 20.0
+    ping_timeout_seconds: float = 20.0
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -80,9 +84,13 @@ class Settings:
             frame_max_bytes=_int(env, "CHAT_FRAME_MAX_BYTES", 8 * 1024),
             transport_max_bytes=_int(env, "CHAT_TRANSPORT_MAX_BYTES", 64 * 1024),
             outbound_queue_frames=_int(env, "CHAT_OUTBOUND_QUEUE_FRAMES", 1024),
+            socket_send_buffer_bytes=_optional_int(env, "CHAT_SOCKET_SEND_BUFFER_BYTES"),
             memory_max_messages=_int(env, "CHAT_MEMORY_MAX_MESSAGES", 200_000),
             internal_token=_text(env, "CHAT_INTERNAL_TOKEN"),
             players_from_database=_bool(env, "CHAT_PLAYERS_FROM_DB", default=mongodb_url is not None),
+            drain_seconds=_int(env, "CHAT_DRAIN_SECONDS", 20),
+            ping_interval_seconds=_int(env, "CHAT_PING_INTERVAL_SECONDS", 20),
+            ping_timeout_seconds=_int(env, "CHAT_PING_TIMEOUT_SECONDS", 20),
         )
         settings.check()
         return settings
@@ -95,6 +103,8 @@ class Settings:
             raise SettingsError(f"JWT_ALGORITHM must be HS256, HS384 or HS512, not {self.jwt_algorithm!r}")
         if self.players_from_database and not self.mongodb_url:
             raise SettingsError("CHAT_PLAYERS_FROM_DB needs MONGODB_URL")
+        if self.drain_seconds < 5:
+            raise SettingsError("CHAT_DRAIN_SECONDS must be at least 5: polite closes, cuts, then uvicorn's shutdown")
         if self.frame_max_bytes > self.transport_max_bytes:
             raise SettingsError("CHAT_FRAME_MAX_BYTES must not exceed CHAT_TRANSPORT_MAX_BYTES")
 
@@ -115,6 +125,10 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name} must be at least 1, not {value}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    return None if _text(env, name) is None else _int(env, name, 0)
 
 
 def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:

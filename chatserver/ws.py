@@ -7,8 +7,8 @@ frame and anything unexpected is logged and answered with UNEXPECTED, so no inpu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -20,34 +20,55 @@ from chatserver.frames import READY_TEXT
 from chatserver.players import identify
 from chatserver.protocol import ErrorReason
 from chatserver.services import Services
+from chatserver.transport import abort_of, limit_send_buffer
 from chatserver.validation import parse_frame
 
 log = logging.getLogger(__name__)
 
+TOKEN_EXPIRED = (4401, "token expired")
+RESTARTING = "This server is restarting; connect again to reach another one"
+
 
 async def chat_socket(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
+    if services.draining:
+        await _deny(websocket, ChatError.of(ErrorReason.NOT_AVAILABLE, None, RESTARTING))
+        return
     token = token_from_request(websocket.headers, websocket.query_params)
     try:
-        player = await identify(token, services.settings, services.players)
+        identity, player = await identify(token, services.settings, services.players)
     except ChatError as error:
         await _deny(websocket, error)
         return
 
+    limit_send_buffer(websocket.scope, services.settings.socket_send_buffer_bytes)
     await websocket.accept()
-    connection = Connection(websocket, player, services.settings.outbound_queue_frames)
+    connection = Connection(websocket, player, services.settings.outbound_queue_frames, abort_of(websocket.scope))
     await services.hub.attach(connection)
-    writer = asyncio.create_task(connection.write_forever())
+    connection.start()
     connection.push(READY_TEXT)
+    expiry = _close_at_expiry(connection, identity.expires_at)
     log.info("connection opened", extra={"player_id": player.id, "connection": connection.id})
     try:
         await _read_frames(websocket, connection, services)
     finally:
+        if expiry is not None:
+            expiry.cancel()
         await services.hub.detach(connection)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
-        log.info("connection closed", extra={"player_id": player.id, "connection": connection.id})
+        await connection.stop()
+        log.info(
+            "connection closed",
+            extra={"player_id": player.id, "connection": connection.id, "code": connection.close_code},
+        )
+
+
+def _close_at_expiry(connection: Connection, expires_at: float | None) -> asyncio.TimerHandle | None:
+    """Close with 4401 when the token expires, so the client signs in again and reconnects."""
+    if expires_at is None:
+        return None
+    return asyncio.get_running_loop().call_later(
+        max(expires_at - time.time(), 0), lambda: connection.finish(*TOKEN_EXPIRED)
+    )
 
 
 async def _read_frames(websocket: WebSocket, connection: Connection, services: Services) -> None:

@@ -165,3 +165,46 @@ class Client:
     async def react(self, chat: str, message_id: str, emoji: str | None) -> Any:
         await self.send({"event": f"{chat}MessageReaction", "data": {"message_id": message_id, "emoji": emoji}})
         return await self.recv()
+
+
+class StuckClient:
+    """A client that upgrades to WebSocket and then never reads: a phone that froze on a bad network.
+
+    A tiny receive buffer (set before connecting) makes the server's sends back up quickly.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    async def connect(cls, server_port: int, bearer: str) -> StuckClient:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", server_port))
+        request = (
+            f"GET /ws/chat?token={bearer} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += await asyncio.wait_for(loop.sock_recv(sock, 1), FRAME_TIMEOUT)
+        assert response.startswith(b"HTTP/1.1 101"), response
+        return cls(sock)
+
+    async def read_until_closed(self, timeout: float) -> None:
+        """Read (finally) until the server's side is gone: EOF or a reset."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                chunk = await asyncio.wait_for(loop.sock_recv(self.sock, 65536), deadline - loop.time())
+            except ConnectionResetError:
+                return
+            if not chunk:
+                return
+
+    def close(self) -> None:
+        self.sock.close()

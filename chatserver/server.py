@@ -1,0 +1,63 @@
+"""Running the app: uvicorn's server with the chat's drain added at the front of its shutdown.
+
+On SIGTERM uvicorn would close every WebSocket at once, dropping frames still queued for them. Here
+the worker first drains (``Services.drain``): ``/readyz`` turns 503, new sockets are refused, every
+socket gets its queued frames and then close code 1012 (service restart) so clients reconnect to
+another replica; only then does uvicorn's own shutdown run. All of it fits in ``CHAT_DRAIN_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from chatserver.app import services_of
+from chatserver.settings import Settings
+
+_UVICORN_SHUTDOWN_SECONDS = 1.0
+
+
+class ChatServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._drain_seconds = drain_seconds
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.started and self.config.loaded_app is not None:
+            await services_of(self.config.loaded_app).drain(self._drain_seconds - _UVICORN_SHUTDOWN_SECONDS)
+        await super().shutdown(sockets)
+
+
+def uvicorn_config(
+    app: object, settings: Settings, *, host: str, port: int, workers: int, log_level: str
+) -> uvicorn.Config:
+    """The one place the uvicorn options are chosen (see README: why websockets-sansio)."""
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        factory=isinstance(app, str),
+        host=host,
+        port=port,
+        workers=workers,
+        ws="websockets-sansio",
+        ws_max_size=settings.transport_max_bytes,
+        ws_ping_interval=settings.ping_interval_seconds,
+        ws_ping_timeout=settings.ping_timeout_seconds,
+        timeout_graceful_shutdown=int(_UVICORN_SHUTDOWN_SECONDS),
+        log_config=None,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+    )
+
+
+def serve(app: object, settings: Settings, *, host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve until SIGTERM/SIGINT; several workers share the port through uvicorn's supervisor."""
+    config = uvicorn_config(app, settings, host=host, port=port, workers=workers, log_level=log_level)
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    config.load()
+    ChatServer(config, settings.drain_seconds).run()
