@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> ASGIApp:
         Route("/chat/history", http.history, methods=["GET"]),
         Route("/healthz", http.healthz, methods=["GET"]),
         Route("/readyz", http.readyz, methods=["GET"]),
+        Route("/metrics", http.metrics_text, methods=["GET"]),
         Route("/internal/membership", http.internal_membership, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
         Route("/docs", swagger_page, methods=["GET"]),

@@ -11,6 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+from chatserver import metrics
 from chatserver.broker.base import Broker, BrokerUnavailable
 from chatserver.errors import ChatError, not_available, not_found
 from chatserver.frames import broadcast_text, message_view, sender_of
@@ -26,7 +27,8 @@ from chatserver.protocol import (
     PaginationData,
     Sender,
 )
-from chatserver.settings import Settings
+from chatserver.ratelimit import RateLimiter
+from chatserver.settings import Rate, Settings
 from chatserver.store.base import MessageStore, NewMessage, ReactionChange, RoomKey, StoredMessage, StoreUnavailable
 from chatserver.validation import InboundFrame, check_message, check_reaction
 
@@ -54,47 +56,74 @@ class HistoryRequest:
 class ChatService:
     """Posts, reactions and history for one worker; shared by all its sockets."""
 
-    def __init__(self, settings: Settings, store: MessageStore, broker: Broker, players: PlayerDirectory) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: MessageStore,
+        broker: Broker,
+        players: PlayerDirectory,
+        limiter: RateLimiter,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._broker = broker
         self._players = players
+        self._limiter = limiter
 
     async def handle(self, player: Player, frame: InboundFrame) -> None:
-        """Carry out one client frame; raises ``ChatError`` for the sender's one error frame."""
+        """Carry out one client frame; raises ``ChatError`` for the sender's one error frame.
+
+        The player's bucket is charged before validation, so a flood of bad frames is limited too.
+        """
         chat = _CHAT_OF_EVENT[frame.event]
         if frame.event in _REACTION_EVENTS:
-            await self.react(player, chat, frame.data)
+            await self.check_rate(player, "reactions", self._settings.reaction_rate)
+            await self.react(player, chat, frame.data, frame.received_at)
         else:
-            await self.post(player, chat, frame.data)
+            await self.check_rate(player, "messages", self._settings.message_rate)
+            await self.post(player, chat, frame.data, frame.received_at)
 
-    async def post(self, player: Player, chat: ChatType, data: dict[str, object]) -> None:
+    async def check_rate(self, player: Player, kind: str, rate: Rate) -> None:
+        """Raise TOO_MANY_REQUESTS, with ``additional.retry_after_ms``, when the player's bucket is empty."""
+        wait_ms = await self._limiter.take(f"{kind}:{player.id}", rate)
+        if wait_ms:
+            metrics.RATE_LIMITED.labels(kind).inc()
+            raise ChatError.of(
+                ErrorReason.TOO_MANY_REQUESTS,
+                None,
+                f"Too many {kind}; try again in a moment",
+                additional={"retry_after_ms": wait_ms},
+            )
+
+    async def post(self, player: Player, chat: ChatType, data: dict[str, object], received_at: float) -> None:
         """Validate, store, then publish a ``newMessage`` to the room."""
         checked = check_message(data, self._settings)
         room = self._room_of(player, chat)
         new = NewMessage(room, player.id, player.name, player.avatar, checked.content, checked.feeling)
         try:
-            stored = await self._store.add(new)
+            with metrics.timed(metrics.STORE_SECONDS.labels("add")):
+                stored = await self._store.add(new)
         except StoreUnavailable:
             log.exception("store refused a new message")
             raise not_available("Message storage") from None
         sender = Sender(id=player.id, name=player.name, avatar=player.avatar)
-        await self._publish(BroadcastEvent.NEW_MESSAGE, stored, sender)
+        await self._publish(BroadcastEvent.NEW_MESSAGE, stored, sender, received_at)
 
-    async def react(self, player: Player, chat: ChatType, data: dict[str, object]) -> None:
+    async def react(self, player: Player, chat: ChatType, data: dict[str, object], received_at: float) -> None:
         """Set, replace or remove the player's reaction atomically, then publish ``newReaction``."""
         checked = check_reaction(data)
         room = self._room_of(player, chat)
         change = ReactionChange(checked.message_id, player.id, player.name, checked.emoji)
         try:
-            stored = await self._store.react(room, change)
+            with metrics.timed(metrics.STORE_SECONDS.labels("react")):
+                stored = await self._store.react(room, change)
             if stored is None:
                 raise not_found(checked.message_id)
             profiles = await self._players.profiles([stored.sender_id])
         except StoreUnavailable:
             log.exception("store refused a reaction")
             raise not_available("Message storage") from None
-        await self._publish(BroadcastEvent.NEW_REACTION, stored, sender_of(stored, profiles))
+        await self._publish(BroadcastEvent.NEW_REACTION, stored, sender_of(stored, profiles), received_at)
 
     async def history(self, player: Player, request: HistoryRequest) -> HistoryPage:
         """One page of the player's global or current clan room, newest first."""
@@ -103,13 +132,14 @@ class ChatService:
         room = self._room_of(player, request.chat)
         offset = (request.page - 1) * request.limit
         try:
-            if request.before is not None:
-                found = await self._store.page_before(room, request.before, request.limit)
-                if found is None:
-                    raise not_found(request.before)
-                page, offset = found, 0
-            else:
-                page = await self._store.page(room, request.limit, offset)
+            with metrics.timed(metrics.STORE_SECONDS.labels("history")):
+                if request.before is not None:
+                    found = await self._store.page_before(room, request.before, request.limit)
+                    if found is None:
+                        raise not_found(request.before)
+                    page, offset = found, 0
+                else:
+                    page = await self._store.page(room, request.limit, offset)
             profiles = await self._players.profiles({m.sender_id for m in page.messages})
         except StoreUnavailable:
             log.exception("store refused a history read")
@@ -134,10 +164,11 @@ class ChatService:
             raise ChatError.of(ErrorReason.NOT_ALLOWED, "clan_id", "Player is not a member of a clan")
         return RoomKey.clan(player.clan_id)
 
-    async def _publish(self, event: BroadcastEvent, stored: StoredMessage, sender: Sender) -> None:
+    async def _publish(self, event: BroadcastEvent, stored: StoredMessage, sender: Sender, received_at: float) -> None:
         text = broadcast_text(event, message_view(stored, sender), self._settings.envelope)
         try:
-            await self._broker.publish(stored.room.name, text)
+            with metrics.timed(metrics.BROKER_SECONDS):
+                await self._broker.publish(stored.room.name, text, received_at)
         except BrokerUnavailable:
             log.exception("broker refused a publish")
             raise ChatError.of(

@@ -18,6 +18,7 @@ from enum import Enum
 
 from starlette.websockets import WebSocket
 
+from chatserver import metrics
 from chatserver.players import Player
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Connection:
             self._outbox.put_nowait(text)
         except asyncio.QueueFull:
             log.warning("cutting slow consumer", extra={"player_id": self.player.id, "connection": self.id})
+            metrics.SLOW_CONSUMERS.inc()
             self.cut(*SLOW_CONSUMER)
 
     def finish(self, code: int, reason: str) -> None:

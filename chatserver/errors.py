@@ -64,8 +64,9 @@ class ChatError(Exception):
         return _STATUS_BY_REASON.get(self.details[0].reason, 500)
 
     @property
-    def first_reason(self) -> ErrorReason | None:
-        return None if isinstance(self.details, str) else self.details[0].reason
+    def reason_label(self) -> str:
+        """The first reason, or ``INVALID_FRAME`` for the plain-text errors, for metrics and logs."""
+        return "INVALID_FRAME" if isinstance(self.details, str) else self.details[0].reason.value
 
     def frame_text(self) -> str:
         """The single WebSocket error frame for this failure, echoing the request's ``ref``."""
@@ -80,7 +81,13 @@ class ChatError(Exception):
         return HttpErrorBody(errors=details, statusCode=self.status_code).model_dump_json().encode()
 
     def http_response(self) -> Response:
-        return Response(self.http_body(), status_code=self.status_code, media_type="application/json")
+        """The HTTP answer; a rate-limit refusal also says ``Retry-After`` in whole seconds."""
+        headers = {}
+        if not isinstance(self.details, str) and isinstance(self.details[0].additional, dict):
+            wait_ms = self.details[0].additional.get("retry_after_ms")
+            if isinstance(wait_ms, int):
+                headers["Retry-After"] = str(max(1, -(-wait_ms // 1000)))
+        return Response(self.http_body(), status_code=self.status_code, media_type="application/json", headers=headers)
 
 
 def not_found(message_id: Any) -> ChatError:

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from chatserver import metrics
 from chatserver.auth import token_from_request
 from chatserver.chat import HistoryRequest
 from chatserver.errors import ChatError
@@ -22,10 +23,17 @@ async def history(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
         _, player = await identify(token_from_request(request.headers, {}), services.settings, services.players)
+        await services.chat.check_rate(player, "history reads", services.settings.history_rate)
         page = await services.chat.history(player, _history_request(request, services))
     except ChatError as error:
-        return error.http_response()
+        return refused(error)
     return _json(page.model_dump_json(by_alias=True))
+
+
+async def metrics_text(request: Request) -> Response:
+    """Prometheus text exposition of this worker's metrics."""
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 async def healthz(request: Request) -> Response:
@@ -41,6 +49,12 @@ async def readyz(request: Request) -> Response:
         return _json(HealthBody(status="ok", checks=checks).model_dump_json())
     status = "draining" if not checks["accepting"] else "unavailable"
     return _json(HealthBody(status=status, checks=checks).model_dump_json(), status_code=503)
+
+
+def refused(error: ChatError) -> Response:
+    """The HTTP error answer, counted by reason."""
+    metrics.ERRORS.labels(error.reason_label).inc()
+    return error.http_response()
 
 
 def _history_request(request: Request, services: Services) -> HistoryRequest:
@@ -90,7 +104,7 @@ async def internal_membership(request: Request) -> Response:
         change = _membership_change(await request.body())
         await services.membership.publish(change)
     except ChatError as error:
-        return error.http_response()
+        return refused(error)
     return _json(change.model_dump_json(), status_code=202)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
+from chatserver import metrics
 from chatserver.broker.base import Broker
 from chatserver.connection import Connection
 from chatserver.frames import membership_text
@@ -17,12 +19,15 @@ from chatserver.store.base import RoomKey
 
 log = logging.getLogger(__name__)
 
+TOO_MANY_SOCKETS = (1008, "too many connections for this player")
+
 
 class Hub:
     """Rooms of local connections, keyed by room name (``global``, ``clan:<id>``)."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, max_sockets_per_player: int) -> None:
         self._broker = broker
+        self._max_sockets_per_player = max_sockets_per_player
         self._rooms: dict[str, set[Connection]] = {}
         self._by_player: dict[str, set[Connection]] = {}
 
@@ -35,8 +40,18 @@ class Hub:
         return len(self._rooms)
 
     async def attach(self, connection: Connection) -> None:
-        """Join a new socket to the global room and, if its player has one, to the clan's room."""
-        self._by_player.setdefault(connection.player.id, set()).add(connection)
+        """Join a new socket to the global room and, if its player has one, to the clan's room.
+
+        A player over ``max_sockets_per_player`` on this worker loses the oldest socket (1008): the
+        device just opened is the one in the player's hand.
+        """
+        mine = self._by_player.setdefault(connection.player.id, set())
+        mine.add(connection)
+        metrics.OPEN_SOCKETS.inc()
+        while len(mine) > self._max_sockets_per_player:
+            oldest = min(mine, key=lambda c: c.id)
+            mine.discard(oldest)
+            oldest.finish(*TOO_MANY_SOCKETS)
         await self._join(connection, RoomKey.global_room().name)
         if connection.player.clan_id is not None:
             await self._join(connection, RoomKey.clan(connection.player.clan_id).name)
@@ -45,6 +60,7 @@ class Hub:
         """Remove a closed socket from every room it was in."""
         for room in list(connection.rooms):
             await self._leave(connection, room)
+        metrics.OPEN_SOCKETS.dec()
         mine = self._by_player.get(connection.player.id)
         if mine is not None:
             mine.discard(connection)
@@ -63,10 +79,13 @@ class Hub:
     def _connections(self) -> list[Connection]:
         return [connection for mine in self._by_player.values() for connection in mine]
 
-    def deliver(self, room: str, text: str) -> None:
+    def deliver(self, room: str, text: str, sent_at: float) -> None:
         """Fan one frame out to every local socket of ``room`` (the broker calls this)."""
-        for connection in self._rooms.get(room, ()):
+        members = self._rooms.get(room, ())
+        for connection in members:
             connection.push(text)
+        metrics.BROADCASTS_OUT.inc(len(members))
+        metrics.BROADCAST_SECONDS.observe(max(time.time() - sent_at, 0.0))
 
     async def move_player(self, player_id: str, clan_id: str | None, *, only_from: str | None = None) -> None:
         """Put every local socket of the player in ``clan_id``'s room (none for ``None``) and tell it so.
@@ -93,6 +112,7 @@ class Hub:
         members = self._rooms.get(room)
         if members is None:
             members = self._rooms[room] = set()
+            metrics.ROOMS.inc()
             await self._broker.subscribe(room)
         members.add(connection)
         connection.rooms.add(room)
@@ -105,4 +125,5 @@ class Hub:
         members.discard(connection)
         if not members:
             del self._rooms[room]
+            metrics.ROOMS.dec()
             await self._broker.unsubscribe(room)

@@ -17,6 +17,7 @@ from chatserver.connection import CLOSE_FRAME_SECONDS
 from chatserver.hub import Hub
 from chatserver.membership import Membership
 from chatserver.players import ClaimsDirectory, PlayerDirectory
+from chatserver.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from chatserver.settings import Settings
 from chatserver.store.base import MessageStore
 from chatserver.store.memory import MemoryStore
@@ -35,6 +36,7 @@ class Services:
     hub: Hub
     chat: ChatService
     membership: Membership
+    limiter: RateLimiter
     draining: bool = False
 
     @classmethod
@@ -42,15 +44,17 @@ class Services:
         store = _store_for(settings)
         broker = broker_for(settings)
         players = _players_for(settings)
-        hub = Hub(broker)
+        hub = Hub(broker, settings.max_sockets_per_player)
+        limiter = _limiter_for(settings)
         return cls(
             settings=settings,
             store=store,
             broker=broker,
             players=players,
             hub=hub,
-            chat=ChatService(settings, store, broker, players),
+            chat=ChatService(settings, store, broker, players, limiter),
             membership=Membership(broker, hub, players, players_from_database=settings.players_from_database),
+            limiter=limiter,
         )
 
     async def start(self) -> None:
@@ -68,6 +72,7 @@ class Services:
 
     async def stop(self) -> None:
         await self.broker.stop()
+        await self.limiter.close()
         await self.store.close()
 
     async def drain(self, seconds: float) -> None:
@@ -112,6 +117,13 @@ def broker_for(settings: Settings) -> Broker:
     from chatserver.broker.redis import RedisBroker
 
     return RedisBroker(settings.redis_url, settings.redis_prefix)
+
+
+def _limiter_for(settings: Settings) -> RateLimiter:
+    """Buckets shared by every replica through Redis, or this process's own when embedded."""
+    if settings.redis_url is None:
+        return MemoryRateLimiter()
+    return RedisRateLimiter(settings.redis_url, settings.redis_prefix)
 
 
 def _players_for(settings: Settings) -> PlayerDirectory:

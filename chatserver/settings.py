@@ -26,6 +26,14 @@ class Envelope(StrEnum):
 
 
 @dataclass(frozen=True)
+class Rate:
+    """A token bucket: ``per_second`` tokens refill it up to ``burst``."""
+
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the service can be told, with the defaults of the embedded single-machine setup."""
 
@@ -51,6 +59,11 @@ class Settings:
     internal_token: str | None = None
     players_from_database: bool = field(default=False)
     drain_seconds: int = 20
+    message_rate: Rate = Rate(2.0, 10)
+    reaction_rate: Rate = Rate(5.0, 20)
+    history_rate: Rate = Rate(5.0, 20)
+    max_sockets_per_player: int = 5
+    allowed_origins: tuple[str, ...] = ()
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
 
@@ -78,7 +91,7 @@ class Settings:
             redis_prefix=_text(env, "CHAT_REDIS_PREFIX") or "chat:",
             root_path=_root_path(_text(env, "CHAT_ROOT_PATH") or ""),
             envelope=_envelope(_text(env, "CHAT_ENVELOPE") or "plain"),
-            feelings=tuple(f.strip() for f in (_text(env, "CHAT_FEELINGS") or "").split(",") if f.strip()),
+            feelings=_list(env, "CHAT_FEELINGS"),
             content_max_chars=_int(env, "CHAT_CONTENT_MAX_CHARS", 256),
             feeling_max_chars=_int(env, "CHAT_FEELING_MAX_CHARS", 32),
             frame_max_bytes=_int(env, "CHAT_FRAME_MAX_BYTES", 8 * 1024),
@@ -89,6 +102,11 @@ class Settings:
             internal_token=_text(env, "CHAT_INTERNAL_TOKEN"),
             players_from_database=_bool(env, "CHAT_PLAYERS_FROM_DB", default=mongodb_url is not None),
             drain_seconds=_int(env, "CHAT_DRAIN_SECONDS", 20),
+            message_rate=_rate(env, "CHAT_MESSAGE", Rate(2.0, 10)),
+            reaction_rate=_rate(env, "CHAT_REACTION", Rate(5.0, 20)),
+            history_rate=_rate(env, "CHAT_HISTORY", Rate(5.0, 20)),
+            max_sockets_per_player=_int(env, "CHAT_MAX_SOCKETS_PER_PLAYER", 5),
+            allowed_origins=_list(env, "CHAT_ALLOWED_ORIGINS"),
             ping_interval_seconds=_int(env, "CHAT_PING_INTERVAL_SECONDS", 20),
             ping_timeout_seconds=_int(env, "CHAT_PING_TIMEOUT_SECONDS", 20),
         )
@@ -125,6 +143,23 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name} must be at least 1, not {value}")
     return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(item.strip() for item in (_text(env, name) or "").split(",") if item.strip())
+
+
+def _rate(env: Mapping[str, str], prefix: str, default: Rate) -> Rate:
+    """``<prefix>_RATE`` (tokens a second, a positive number) and ``<prefix>_BURST`` (bucket size)."""
+    raw = _text(env, f"{prefix}_RATE")
+    try:
+        per_second = default.per_second if raw is None else float(raw)
+    except ValueError:
+        raise SettingsError(f"{prefix}_RATE must be a number, not {raw!r}") from None
+    if not per_second > 0:
+        raise SettingsError(f"{prefix}_RATE must be above 0, not {raw!r}")
+    return Rate(per_second, _int(env, f"{prefix}_BURST", default.burst))
 
 
 def _optional_int(env: Mapping[str, str], name: str) -> int | None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import emoji as emoji_data
@@ -27,6 +28,7 @@ class InboundFrame:
     event: InboundEvent
     data: dict[str, Any]
     ref: str | None
+    received_at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import time
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from chatserver import metrics
 from chatserver.auth import token_from_request
 from chatserver.connection import Connection
 from chatserver.errors import ChatError
@@ -31,11 +32,9 @@ RESTARTING = "This server is restarting; connect again to reach another one"
 
 async def chat_socket(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
-    if services.draining:
-        await _deny(websocket, ChatError.of(ErrorReason.NOT_AVAILABLE, None, RESTARTING))
-        return
-    token = token_from_request(websocket.headers, websocket.query_params)
     try:
+        _check_admission(websocket, services)
+        token = token_from_request(websocket.headers, websocket.query_params)
         identity, player = await identify(token, services.settings, services.players)
     except ChatError as error:
         await _deny(websocket, error)
@@ -62,6 +61,16 @@ async def chat_socket(websocket: WebSocket) -> None:
         )
 
 
+def _check_admission(websocket: WebSocket, services: Services) -> None:
+    """Refuse while draining, and browsers from origins the operator did not allow (game clients send none)."""
+    if services.draining:
+        raise ChatError.of(ErrorReason.NOT_AVAILABLE, None, RESTARTING)
+    origin = websocket.headers.get("origin")
+    allowed = services.settings.allowed_origins
+    if allowed and origin is not None and origin not in allowed:
+        raise ChatError.of(ErrorReason.NOT_AUTHORIZED, "origin", "This origin may not connect", origin[:128])
+
+
 def _close_at_expiry(connection: Connection, expires_at: float | None) -> asyncio.TimerHandle | None:
     """Close with 4401 when the token expires, so the client signs in again and reconnects."""
     if expires_at is None:
@@ -86,15 +95,24 @@ async def _read_frames(websocket: WebSocket, connection: Connection, services: S
 
 
 async def _handle_text(text: str, connection: Connection, services: Services) -> None:
+    """One frame in, exactly one outcome: a broadcast or one error frame; counted by event and reason."""
     ref: str | None = None
+    event = "invalid"
     try:
         frame = parse_frame(text, services.settings)
-        ref = frame.ref
+        ref, event = frame.ref, frame.event.value
+        metrics.FRAMES_IN.labels(event).inc()
         await services.chat.handle(connection.player, frame)
     except ChatError as error:
         error.ref = error.ref or ref
+        metrics.ERRORS.labels(error.reason_label).inc()
+        log.info(
+            "request refused",
+            extra={"player_id": connection.player.id, "event": event, "reason": error.reason_label},
+        )
         connection.push(error.frame_text())
     except Exception:
+        metrics.ERRORS.labels(ErrorReason.UNEXPECTED.value).inc()
         log.exception("unexpected failure handling a frame", extra={"player_id": connection.player.id})
         unexpected = ChatError.of(ErrorReason.UNEXPECTED, None, "Internal server error")
         unexpected.ref = ref
@@ -103,5 +121,7 @@ async def _handle_text(text: str, connection: Connection, services: Services) ->
 
 async def _deny(websocket: WebSocket, error: ChatError) -> None:
     """Refuse the handshake with an HTTP status and the protocol's error body; never accept-then-close."""
+    metrics.ERRORS.labels(error.reason_label).inc()
+    log.info("connection refused", extra={"reason": error.reason_label, "status": error.status_code})
     body = error.frame_text().encode()
     await websocket.send_denial_response(Response(body, status_code=error.status_code, media_type="application/json"))

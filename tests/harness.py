@@ -26,7 +26,16 @@ from websockets.asyncio.client import ClientConnection
 
 TEST_SECRET = "test-secret-for-the-chat-server-suite-0123456789-abcdefghijklmnopqrstuvwxyz"
 FRAME_TIMEOUT = 5.0
+# The protocol suite sends bursts a player never would; rate limits are tested on servers of their own.
+RATE_LIMITS_OFF = {
+    f"CHAT_{kind}_{part}": "1000000" for kind in ("MESSAGE", "REACTION", "HISTORY") for part in ("RATE", "BURST")
+}
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def suite_env(**extra: str) -> dict[str, str]:
+    """Settings every test server starts with (``extra`` wins): the test secret, rate limits off."""
+    return {"JWT_SECRET": TEST_SECRET, **RATE_LIMITS_OFF, **extra}
 
 
 def free_port() -> int:
@@ -74,7 +83,7 @@ class ServerProcess:
 
     def start(self, log_dir: Path) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
-        env.update({"JWT_SECRET": TEST_SECRET, **self.env})
+        env.update(suite_env(**self.env))
         self.log_path = log_dir / f"server-{self.port}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

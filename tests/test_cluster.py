@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from chatserver.cluster import Cluster
-from tests.harness import FRAME_TIMEOUT, ROOT, TEST_SECRET, Client, free_port, token
+from tests.harness import FRAME_TIMEOUT, ROOT, Client, free_port, suite_env, token
 
 REPLICAS = 3
 CLIENTS = 12
@@ -33,14 +33,14 @@ READY_TIMEOUT = 20.0
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Three replicas behind nginx, shared by the client-side tests of this module."""
-    with Cluster(REPLICAS, workdir=tmp_path_factory.mktemp("cluster"), env={"JWT_SECRET": TEST_SECRET}) as running:
+    with Cluster(REPLICAS, workdir=tmp_path_factory.mktemp("cluster"), env=suite_env()) as running:
         yield running
 
 
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A two-replica cluster for one test that kills or stops parts of it."""
-    with Cluster(2, workdir=tmp_path / "cluster", env={"JWT_SECRET": TEST_SECRET}) as running:
+    with Cluster(2, workdir=tmp_path / "cluster", env=suite_env()) as running:
         yield running
 
 
@@ -150,7 +150,7 @@ def test_readyz_through_nginx_is_503_while_redis_is_down_and_200_after_it_restar
 
 
 def test_stop_ends_every_process_and_frees_every_port(tmp_path: Path) -> None:
-    cluster = Cluster(2, workdir=tmp_path, env={"JWT_SECRET": TEST_SECRET}).start()
+    cluster = Cluster(2, workdir=tmp_path, env=suite_env()).start()
     pids, ports = cluster.pids(), cluster.ports
     assert len(pids) == 4 and len(ports) == 4  # nginx, two replicas, Redis
 

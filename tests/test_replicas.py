@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from chatserver.cluster import Cluster
-from tests.harness import ROOT, TEST_SECRET, Client, token
+from tests.harness import ROOT, Client, suite_env, token
 
 SERVICE_TOKEN = "replica-suite-service-token"
 READY_TIMEOUT = 30.0
@@ -25,7 +25,7 @@ READY_TIMEOUT = 30.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    env = {"JWT_SECRET": TEST_SECRET, "CHAT_INTERNAL_TOKEN": SERVICE_TOKEN}
+    env = suite_env(CHAT_INTERNAL_TOKEN=SERVICE_TOKEN)
     with Cluster(3, workdir=tmp_path_factory.mktemp("replicas"), env=env) as running:
         yield running
 
@@ -159,7 +159,7 @@ async def test_leave_and_join_move_the_players_sockets_on_every_replica(
 
 
 async def test_killing_one_replica_leaves_the_others_serving(tmp_path: Path, new_id: Callable[[], str]) -> None:
-    with Cluster(3, workdir=tmp_path / "c", env={"JWT_SECRET": TEST_SECRET}) as cluster:
+    with Cluster(3, workdir=tmp_path / "c", env=suite_env()) as cluster:
         clan = new_id()
         doomed = await on(cluster, 0, token(new_id(), clan_id=clan))
         survivors = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (1, 2)]
@@ -175,7 +175,7 @@ async def test_killing_one_replica_leaves_the_others_serving(tmp_path: Path, new
 async def test_redis_outage_gives_not_available_and_delivery_resumes_without_restarts(
     tmp_path: Path, new_id: Callable[[], str]
 ) -> None:
-    with Cluster(2, workdir=tmp_path / "c", env={"JWT_SECRET": TEST_SECRET}) as cluster:
+    with Cluster(2, workdir=tmp_path / "c", env=suite_env()) as cluster:
         clan = new_id()
         sender = await on(cluster, 0, token(new_id(), clan_id=clan))
         reader = await on(cluster, 1, token(new_id(), clan_id=clan))

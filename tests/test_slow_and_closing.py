@@ -15,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from chatserver.cluster import Cluster
 from tests.conftest import ServerFactory
-from tests.harness import TEST_SECRET, Client, ServerProcess, StuckClient, token
+from tests.harness import Client, ServerProcess, StuckClient, suite_env, token
 
 BIG = "é" * 250  # a frame of about 600 bytes, so a stuck reader's buffers fill after a few hundred
 
@@ -69,12 +69,11 @@ async def test_sigterm_drains_a_replica_with_1012_while_the_other_keeps_serving(
     tmp_path: Path, new_id: Callable[[], str]
 ) -> None:
     drain_seconds = 6
-    env = {
-        "JWT_SECRET": TEST_SECRET,
-        "CHAT_DRAIN_SECONDS": str(drain_seconds),
-        "CHAT_OUTBOUND_QUEUE_FRAMES": "100000",
-        "CHAT_SOCKET_SEND_BUFFER_BYTES": "16384",
-    }
+    env = suite_env(
+        CHAT_DRAIN_SECONDS=str(drain_seconds),
+        CHAT_OUTBOUND_QUEUE_FRAMES="100000",
+        CHAT_SOCKET_SEND_BUFFER_BYTES="16384",
+    )
     with Cluster(2, workdir=tmp_path / "c", env=env) as cluster:
         leaving, staying = cluster.replicas
         on_leaving = [await Client.open(leaving.ws_url, token(new_id())) for _ in range(10)]

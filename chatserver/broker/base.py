@@ -16,8 +16,9 @@ class BrokerUnavailable(Exception):
     """The broker could not take a publish; the frame reached no other worker."""
 
 
-RoomFrameHandler = Callable[[str, str], None]
-"""Called with (room name, frame text) for every frame published to a room this worker subscribes to."""
+RoomFrameHandler = Callable[[str, str, float], None]
+"""Called with (room name, frame text, epoch seconds when the client's frame arrived) for every frame
+published to a room this worker subscribes to."""
 
 MembershipHandler = Callable[[MembershipChange], Awaitable[None]]
 
@@ -42,8 +43,11 @@ class Broker(ABC):
         """Stop receiving the frames of ``room``."""
 
     @abstractmethod
-    async def publish(self, room: str, frame: str) -> None:
-        """Send ``frame`` to every worker subscribed to ``room``; raises ``BrokerUnavailable``."""
+    async def publish(self, room: str, frame: str, sent_at: float) -> None:
+        """Send ``frame`` to every worker subscribed to ``room``; raises ``BrokerUnavailable``.
+
+        ``sent_at`` (epoch seconds the client's frame arrived) travels along for the latency metric.
+        """
 
     @abstractmethod
     async def publish_membership(self, change: MembershipChange) -> None:

@@ -29,9 +29,9 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, room: str) -> None:
         self._rooms.discard(room)
 
-    async def publish(self, room: str, frame: str) -> None:
+    async def publish(self, room: str, frame: str, sent_at: float) -> None:
         if self._on_room_frame is not None and room in self._rooms:
-            self._on_room_frame(room, frame)
+            self._on_room_frame(room, frame, sent_at)
 
     async def publish_membership(self, change: MembershipChange) -> None:
         if self._on_membership is not None:

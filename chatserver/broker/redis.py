@@ -1,8 +1,10 @@
 """The Redis broker: one pub/sub channel per room and one for membership, shared by every replica.
 
 Channels (PROTOCOL.md §7): ``<prefix>room:global``, ``<prefix>room:clan:<clan_id>`` and
-``<prefix>membership``. Each worker keeps ONE subscriber connection, owned by a listener task, and
-subscribes to a room while it holds a local socket in it. Frames are published already encoded and
+``<prefix>membership``. A room message is the epoch seconds the client's frame arrived, a newline, then the frame (JSON
+frames hold no raw newline), so every replica can measure end-to-end broadcast latency.
+Each worker keeps ONE subscriber connection, owned by a listener task, and subscribes to a room
+while it holds a local socket in it. Frames are published already encoded and
 handed to the hub unchanged, so a message is serialised once in the whole cluster.
 
 Outages: the listener notices a broken connection, reconnects with capped exponential backoff and
@@ -91,8 +93,8 @@ class RedisBroker(Broker):
         self._wanted.discard(room)
         await self._sync_channel(room)
 
-    async def publish(self, room: str, frame: str) -> None:
-        await self._publish(self._room_prefix + room, frame)
+    async def publish(self, room: str, frame: str, sent_at: float) -> None:
+        await self._publish(self._room_prefix + room, f"{sent_at:.6f}\n{frame}")
 
     async def publish_membership(self, change: MembershipChange) -> None:
         await self._publish(self._membership_channel, change.model_dump_json())
@@ -181,7 +183,8 @@ class RedisBroker(Broker):
         elif channel == self._membership_channel:
             self._queue_membership(message["data"])
         elif channel.startswith(self._room_prefix) and self._on_room_frame is not None:
-            self._on_room_frame(channel[len(self._room_prefix) :], message["data"])
+            sent_at, _, frame = message["data"].partition("\n")
+            self._on_room_frame(channel[len(self._room_prefix) :], frame, float(sent_at))
 
     def _queue_membership(self, text: str) -> None:
         try:

@@ -1,0 +1,48 @@
+"""What operators see at ``GET /metrics`` (Prometheus text format), on this worker's own registry.
+
+Counting stays off the per-socket path: a fan-out adds its audience size once, not once per socket.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry()
+
+OPEN_SOCKETS = Gauge("chat_open_sockets", "WebSockets open on this worker", registry=REGISTRY)
+ROOMS = Gauge("chat_rooms", "Rooms with at least one socket on this worker", registry=REGISTRY)
+FRAMES_IN = Counter("chat_frames_in_total", "Client frames received, by event", ["event"], registry=REGISTRY)
+FRAMES_OUT = Counter("chat_frames_out_total", "Frames queued to sockets, by kind", ["kind"], registry=REGISTRY)
+ERRORS = Counter("chat_errors_total", "Error frames and HTTP errors sent, by reason", ["reason"], registry=REGISTRY)
+STORE_SECONDS = Histogram("chat_store_seconds", "Message store calls, by operation", ["operation"], registry=REGISTRY)
+BROKER_SECONDS = Histogram("chat_broker_publish_seconds", "Broker publish calls", registry=REGISTRY)
+BROADCAST_SECONDS = Histogram(
+    "chat_broadcast_seconds",
+    "From a client frame arriving at its worker to its broadcast being queued to this worker's sockets",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+SLOW_CONSUMERS = Counter("chat_slow_consumer_disconnects_total", "Sockets cut for not reading", registry=REGISTRY)
+RATE_LIMITED = Counter(
+    "chat_rate_limited_total", "Requests refused by a rate limit, by kind", ["kind"], registry=REGISTRY
+)
+BROADCASTS_OUT = FRAMES_OUT.labels("broadcast")
+
+
+@contextmanager
+def timed(histogram: Histogram) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        histogram.observe(time.perf_counter() - started)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The body and content type of ``/metrics``."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
