@@ -19,6 +19,10 @@ from chatserver.settings import Settings
 
 _OBJECT_ID = re.compile(r"[0-9a-f]{24}", re.IGNORECASE)
 _REF_MAX_CHARS = 64
+# A ``\uD800``-``\uDFFF`` escape in the text: maybe half of a surrogate pair, maybe a lone one (checked then).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# Echoed numbers stay short: a 4000-digit integer is not reflected back.
+_ECHO_INT_MAX = 2**63
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,10 @@ def parse_frame(text: str, settings: Settings) -> InboundFrame:
         raise ChatError("Frame too large")
     try:
         raw = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the decoder's limit (``[[[[...`` fits in a small frame).
         raise ChatError("Invalid JSON") from None
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or _has_lone_surrogate(text, raw):
         raise ChatError("Invalid JSON")
     ref = raw.get("ref")
     if ref is not None and (not isinstance(ref, str) or len(ref) > _REF_MAX_CHARS):
@@ -185,6 +190,22 @@ def _check_feeling(feeling: Any, settings: Settings, problems: list[ErrorDetail]
     return label or None
 
 
+def _has_lone_surrogate(text: str, raw: Any) -> bool:
+    """True when a decoded string holds half a surrogate pair (``"\\ud800"``): not Unicode text.
+
+    Such a string can be neither stored as UTF-8 nor sent back in any frame, so it is refused as
+    invalid JSON before it reaches a store (where it would poison every history read of the room)
+    or an error frame (whose encoding would fail). Only frames that spell such an escape are walked.
+    """
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return False
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return True
+    return False
+
+
 def _utf8_length_exceeds(text: str, limit: int) -> bool:
     """Cheap for the common small frame: a string's UTF-8 size is between 1 and 4 bytes a character."""
     if len(text) > limit:
@@ -196,6 +217,8 @@ def _echo(value: Any) -> Any:
     """Echo short scalar values back in ``value``; objects and long strings are not reflected."""
     if isinstance(value, str):
         return value if len(value) <= 64 else None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _ECHO_INT_MAX:
+        return None
     return value if isinstance(value, int | float | bool) else None
 
 

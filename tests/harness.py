@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection
 
 TEST_SECRET = "test-secret-for-the-chat-server-suite-0123456789-abcdefghijklmnopqrstuvwxyz"
 FRAME_TIMEOUT = 5.0
+LOG_TIMEOUT = 5.0
 # The protocol suite sends bursts a player never would; rate limits are tested on servers of their own.
 RATE_LIMITS_OFF = {
     f"CHAT_{kind}_{part}": "1000000" for kind in ("MESSAGE", "REACTION", "HISTORY") for part in ("RATE", "BURST")
@@ -122,6 +123,22 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def log_entries(server: ServerProcess) -> list[dict[str, Any]]:
+    """The server's JSON log lines (anything else, such as a library warning on stderr, is skipped)."""
+    return [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+
+
+async def wait_for_log(server: ServerProcess, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first log entry matching ``predicate``, waiting up to ``LOG_TIMEOUT`` for the server to write it."""
+    deadline = time.monotonic() + LOG_TIMEOUT
+    while True:
+        for entry in log_entries(server):
+            if predicate(entry):
+                return entry
+        assert time.monotonic() < deadline, f"no matching log line within {LOG_TIMEOUT}s:\n{server.log()}"
+        await asyncio.sleep(0.02)
 
 
 class Client:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import shutil
 import signal
@@ -13,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jwt
 import pytest
@@ -21,10 +18,9 @@ from websockets.exceptions import InvalidStatus
 
 from chatserver.settings import DEV_JWT_SECRET
 from tests.conftest import ServerFactory
-from tests.harness import ROOT, Client, ServerProcess, free_port, token
+from tests.harness import ROOT, Client, ServerProcess, free_port, log_entries, token, wait_for_log
 
 CLI_TIMEOUT = 30.0
-LOG_TIMEOUT = 5.0
 CLI_SECRET = "cli-test-secret-not-the-suite-secret-0123456789abcdef"
 THIRTY_DAYS = 30 * 24 * 3600
 
@@ -65,27 +61,6 @@ def run_cli(*args: str, env: Mapping[str, str]) -> Finished:
         stdout, stderr = process.communicate()
         pytest.fail(f"chatserver {' '.join(args)} was still running after {CLI_TIMEOUT}s:\n{stdout!r}\n{stderr!r}")
     return Finished(process.returncode, stdout.decode(), stderr.decode())
-
-
-def log_entries(server: ServerProcess) -> list[dict[str, Any]]:
-    """The server's JSON log lines (anything else, such as a library warning on stderr, is skipped)."""
-    entries = []
-    for line in server.log().splitlines():
-        if line.startswith("{"):
-            entries.append(json.loads(line))
-    return entries
-
-
-async def wait_for_log(server: ServerProcess, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """The first log entry matching ``predicate``, waiting up to ``LOG_TIMEOUT`` for the server to write it."""
-    deadline = time.monotonic() + LOG_TIMEOUT
-    while True:
-        for entry in log_entries(server):
-            if predicate(entry):
-                return entry
-        if time.monotonic() > deadline:
-            pytest.fail(f"no matching log line within {LOG_TIMEOUT}s:\n{server.log()}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -175,13 +175,36 @@ def test_service_monitor_is_off_by_default_and_scrapes_the_http_port_when_on() -
     assert of_kind(render(SECRETS), "ServiceMonitor") == []
     manifests = render(VALUE_SETS["monitoring"])
     monitor = one(manifests, "ServiceMonitor")
+    service = one(manifests, "Service")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["selector"]["matchLabels"] == one(manifests, "Service")["spec"]["selector"]
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert service["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items(), (
+        "a ServiceMonitor selects Services by their own labels"
+    )
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     [endpoint] = monitor["spec"]["endpoints"]
-    assert endpoint["port"] in {p["name"] for p in one(manifests, "Service")["spec"]["ports"]}
-    assert endpoint["path"] == "/metrics"
+    assert endpoint["path"] == "/metrics" and "/metrics" in app_route_paths()
     assert re.fullmatch(r"\d+s", endpoint["interval"]) and re.fullmatch(r"\d+s", endpoint["scrapeTimeout"])
+    # The scraped port: Service port by name -> its targetPort -> the container port the app listens on.
+    [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    [container_port] = [p for p in container(manifests)["ports"] if p["name"] == port["targetPort"]]
+    assert container_port["containerPort"] == image_serve_port()
+
+
+def test_service_monitor_scrapes_metrics_at_the_root_even_under_an_ingress_prefix() -> None:
+    """Prometheus talks to the pods, not the Ingress: /metrics stays at / when CHAT_ROOT_PATH is set."""
+    values = {**VALUE_SETS["ingress-api-prefix"], "serviceMonitor": {"enabled": True}}
+    manifests = render(values)
+    [endpoint] = one(manifests, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["path"] in app_route_paths(Settings.from_env(pod_environment(manifests)))
+
+
+def test_service_monitor_path_answers_prometheus_text_on_a_live_server(embedded_server: ServerProcess) -> None:
+    [endpoint] = one(render(VALUE_SETS["monitoring"]), "ServiceMonitor")["spec"]["endpoints"]
+    response = httpx.get(embedded_server.http_url + endpoint["path"], timeout=5)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "# TYPE chat_open_sockets gauge" in response.text
 
 
 # --- pods, probes, port -------------------------------------------------------------------------
@@ -455,9 +478,11 @@ def test_ingress_prefix_routes_to_the_service_and_the_app_serves_under_it() -> N
     manifests = render(VALUE_SETS["ingress-api-prefix"])
     ingress = one(manifests, "Ingress")
     service = one(manifests, "Service")
-    [path] = list(_paths(ingress))
-    assert path["path"] == "/api" and path["pathType"] == "Prefix"
-    assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+    paths = list(_paths(ingress))
+    assert [path["path"] for path in paths] == ["/api/ws/chat", "/api/chat/history"]
+    for path in paths:
+        assert path["pathType"] == "Exact"
+        assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": "http"}}
     assert ingress["spec"]["rules"][0]["host"] == "chat.example.com"
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
@@ -492,3 +517,34 @@ def test_ingress_keeps_operator_annotations_and_their_own_timeouts() -> None:
 def test_a_root_path_that_contradicts_the_ingress_prefix_is_refused() -> None:
     values = {**SECRETS, "config": {"CHAT_ROOT_PATH": "/chat"}, "ingress": {"enabled": True, "pathPrefix": "/api"}}
     assert "CHAT_ROOT_PATH (/chat) and ingress.pathPrefix (/api) differ" in refused(values)
+
+
+def test_ingress_publishes_only_the_chats_public_routes_and_leaves_the_rest_of_the_prefix_alone() -> None:
+    """Production's /api prefix is shared with the game backend: a Prefix rule on /api would take
+    all of its routes. Only Exact chat routes are claimed, and the internal ones stay private."""
+    for values in (VALUE_SETS["ingress-api-prefix"], {**SECRETS, "ingress": {"enabled": True}}):
+        manifests = render(values)
+        settings = Settings.from_env(pod_environment(manifests))
+        published = {path["path"] for path in _paths(one(manifests, "Ingress"))}
+        assert all(path["pathType"] == "Exact" for path in _paths(one(manifests, "Ingress")))
+        assert published <= app_route_paths(settings), "every published path is a route the app serves"
+        assert {p.removeprefix(settings.root_path) for p in published} == {"/ws/chat", "/chat/history"}
+        for private in ("/metrics", "/internal/membership", "/readyz", "/healthz", "/"):
+            assert settings.root_path + private not in published and private not in published
+
+
+def test_ingress_can_publish_the_api_documentation_too() -> None:
+    values = {
+        **SECRETS,
+        "ingress": {
+            "enabled": True,
+            "pathPrefix": "/api",
+            "paths": ["/ws/chat", "/chat/history", "/docs", "/openapi.json"],
+        },
+    }
+    manifests = render(values)
+    published = [path["path"] for path in _paths(one(manifests, "Ingress"))]
+    assert published == ["/api/ws/chat", "/api/chat/history", "/api/docs", "/api/openapi.json"]
+    assert set(published) <= app_route_paths(Settings.from_env(pod_environment(manifests)))
+    assert "paths" in refused({**SECRETS, "ingress": {"enabled": True, "paths": []}})
+    assert "paths" in refused({**SECRETS, "ingress": {"enabled": True, "paths": ["ws/chat"]}})

@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from chatserver.cluster import Cluster
 from tests.conftest import ServerFactory
 from tests.harness import Client, ServerProcess, StuckClient, suite_env, token
+from tests.test_metrics import scrape
 
 BIG = "é" * 250  # a frame of about 600 bytes, so a stuck reader's buffers fill after a few hundred
 
@@ -49,6 +50,7 @@ async def test_a_client_that_stops_reading_is_cut_while_a_hundred_others_get_eve
             assert all(received == expected for received in batches)
             sent += batch
         await stuck.read_until_closed(timeout=15)
+        assert (await scrape(small_queue_server))[("chat_slow_consumer_disconnects_total", ())] == 1
     finally:
         stuck.close()
 

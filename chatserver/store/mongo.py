@@ -15,7 +15,8 @@ that pair, which the ``(clan_id, createdAt, _id)`` / ``(type, createdAt, _id)`` 
 Test-only scheme: a URL starting with ``mongomock://`` runs on mongomock-motor, an in-process stand-in
 (a test extra, imported lazily; see ``mongomock_shim``), so the whole server can run without a MongoDB
 server. Each ``open()`` then starts from an empty database, or from the documents of the Extended
-JSON file named by ``?seed=<path>`` (how tests give a server process the game's ``Player`` data).
+JSON file named by ``?seed=<path>`` (how tests give a server process the game's ``Player`` data);
+``?outage=<path>`` makes it fail like an unreachable server while that file exists.
 
 Beanie binds document classes to one database per process, so a process has one open ``MongoStore``.
 """
@@ -109,17 +110,33 @@ class MongoStore(MessageStore):
                 self._client, self._database = self._connect()
                 await self._seed_stand_in()
                 await init_beanie(database=self._database, document_models=[ChatMessageDocument, PlayerDocument])
+                self._arm_stand_in_outage()
         except BaseException:
             await self.close()
             raise
 
     async def _seed_stand_in(self) -> None:
         """``mongomock://...?seed=<path>``: load a test's documents into the fresh stand-in."""
-        seed = dict(parse_qsl(urlsplit(self._url).query)).get("seed")
-        if self._url.startswith(MOCK_SCHEME) and seed:
+        seed = self._stand_in_option("seed")
+        if seed:
             from chatserver.store.mongomock_shim import load_seed
 
             await load_seed(self._database, Path(seed))
+
+    def _arm_stand_in_outage(self) -> None:
+        """``mongomock://...?outage=<path>``: the stand-in is "down" while that file exists."""
+        flag = self._stand_in_option("outage")
+        if flag:
+            from chatserver.store.mongomock_shim import arm_outage
+
+            collections = [model.get_pymongo_collection() for model in (ChatMessageDocument, PlayerDocument)]
+            arm_outage(self._database, collections, Path(flag))
+
+    def _stand_in_option(self, name: str) -> str | None:
+        """A query option of a test-only ``mongomock://`` URL; ``None`` for real MongoDB URLs."""
+        if not self._url.startswith(MOCK_SCHEME):
+            return None
+        return dict(parse_qsl(urlsplit(self._url).query)).get(name)
 
     def _connect(self) -> tuple[Any, Any]:
         """The client and database for the URL: PyMongo's asynchronous client, or the test stand-in."""

@@ -22,6 +22,10 @@ array literal (the new reaction is one ``$literal`` array, which also keeps clie
 as a field path), and it fails on a missing field inside ``$eq``/``$ne`` (old reactions without a
 ``sender_id`` go through ``$ifNull``, which is also how the old backend reads them: ``legacy_system``).
 
+Outages: ``arm_outage`` makes the stand-in fail as an unreachable server does (PyMongo's
+``ServerSelectionTimeoutError`` from every call) while a file exists, so a test can take "MongoDB"
+down and bring it back under a running server process.
+
 Not verifiable on this stand-in (it runs each operation to completion under the event loop, in one
 thread): real concurrent write atomicity, index use by the query planner, timeouts and failover.
 """
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bson import json_util
+from pymongo.errors import ServerSelectionTimeoutError
 
 
 def open_mock_database(name: str) -> tuple[Any, Any]:
@@ -77,3 +82,25 @@ def _awaitable_close(client: Any) -> None:
         close()
 
     client.close = patched
+
+
+def arm_outage(database: Any, collections: list[Any], flag: Path) -> None:
+    """While ``flag`` exists, every call on ``database`` and ``collections`` raises as an unreachable server.
+
+    The methods are replaced on these instances only, with wrappers that check the flag when called
+    (a cursor-returning ``find`` fails at the call as well as an awaited ``insert_one``).
+    """
+    for target in (database, *collections):
+        for name in dir(target):
+            method = getattr(target, name, None)
+            if not name.startswith("_") and callable(method) and not isinstance(method, type):
+                setattr(target, name, _failing_while(flag, method))
+
+
+def _failing_while(flag: Path, method: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if flag.exists():
+            raise ServerSelectionTimeoutError(f"stand-in outage: {flag} exists")
+        return method(*args, **kwargs)
+
+    return call
