@@ -57,6 +57,10 @@ def refused(error: ChatError) -> Response:
     return error.http_response()
 
 
+MAX_PAGE = 1_000_000
+"""Deeper pages are refused: an offset must fit MongoDB's 64-bit skip, and ``before`` walks deep history."""
+
+
 def _history_request(request: Request, services: Services) -> HistoryRequest:
     params = request.query_params
     settings = services.settings
@@ -73,6 +77,8 @@ def _history_request(request: Request, services: Services) -> HistoryRequest:
     page = _whole_number(params.get("page"), "page", 1)
     if page < 1:
         raise ChatError.of(ErrorReason.VALIDATION, "page", "page must be 1 or more", page)
+    if page > MAX_PAGE:
+        raise ChatError.of(ErrorReason.MORE_THAN_MAX, "page", f"page must be at most {MAX_PAGE}", page)
     before = params.get("before")
     if before is not None and not is_object_id(before):
         raise ChatError.of(ErrorReason.VALIDATION, "before", "before must be a 24-character hex id", before[:64])

@@ -143,10 +143,14 @@ def test_clan_history_without_a_clan_is_403(server: ServerProcess, new_id: Calla
         ),
         ({"page": "0"}, error_body(400, "VALIDATION", "page", "page must be 1 or more", 0)),
         ({"page": "two"}, error_body(400, "VALIDATION", "page", "page must be a whole number", "two")),
+        (
+            {"page": "99999999999999999999"},
+            error_body(400, "MORE_THAN_MAX", "page", "page must be at most 1000000", 99999999999999999999),
+        ),
         ({"limit": "ten"}, error_body(400, "VALIDATION", "limit", "limit must be a whole number", "ten")),
         ({"before": "nope"}, error_body(400, "VALIDATION", "before", "before must be a 24-character hex id", "nope")),
     ],
-    ids=["unknown-type", "page-zero", "page-word", "limit-word", "before-not-id"],
+    ids=["unknown-type", "page-zero", "page-word", "page-beyond-64-bit-skip", "limit-word", "before-not-id"],
 )
 def test_bad_query_is_400_with_the_reason(
     server: ServerProcess, new_id: Callable[[], str], params: dict[str, str], body: dict[str, Any]

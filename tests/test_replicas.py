@@ -95,6 +95,20 @@ async def test_clan_messages_never_cross_to_another_clan_on_another_replica(
         await assert_next_content(client, "sentinel")
 
 
+async def test_a_malformed_publish_on_a_room_channel_does_not_stop_delivery(
+    cluster: Cluster, new_id: Callable[[], str]
+) -> None:
+    """A foreign publisher writing garbage to a room channel: logged and dropped, delivery goes on."""
+    clients = [await on(cluster, r, token(new_id())) for r in (0, 1, 2)]
+    with redis.Redis.from_url(cluster.redis_url) as client:
+        assert client.publish("chat:room:global", "not a chat frame") == 3
+    await clients[0].send({"event": "globalMessage", "data": {"content": "after the garbage"}})
+    for receiver in clients:
+        await assert_next_content(receiver, "after the garbage")
+    for replica in cluster.replicas:
+        await wait_ready(replica.url, 200)
+
+
 def publish_on_redis(cluster: Cluster, player: str, action: str, clan: str) -> None:
     """The game backend's way: a JSON message straight on the membership channel."""
     client = redis.Redis.from_url(cluster.redis_url)

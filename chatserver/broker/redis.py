@@ -169,8 +169,14 @@ class RedisBroker(Broker):
     async def _read_messages(self) -> None:
         while True:
             message = await self._pubsub.get_message(timeout=_POLL_SECONDS)
-            if message is not None:
+            if message is None:
+                continue
+            try:
                 self._dispatch(message)
+            except Exception:  # one bad message (a foreign publisher, say) must not end delivery for all
+                log.exception(
+                    "dropping a pub/sub message that could not be dispatched", extra={"channel": message["channel"]}
+                )
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
