@@ -22,9 +22,11 @@ import helm_python as helm
 import httpx
 import kubernetes_validate
 import pytest
+import uvicorn.config
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 
+from chatserver.cli import _parser as cli_parser
 from chatserver.settings import Settings, SettingsError
 from tests.harness import ROOT, ServerProcess
 from tests.test_deploy_dockerfile import app_env_names, app_route_paths, image_serve_port, image_user
@@ -241,6 +243,16 @@ def test_pods_listen_where_the_service_and_the_image_point() -> None:
     assert service["spec"]["selector"].items() <= (
         one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
     )
+
+
+def test_pods_arguments_are_ones_the_cli_accepts_with_a_log_level_uvicorn_knows() -> None:
+    schema = _chart().schema
+    assert schema is not None
+    levels = schema["properties"]["logLevel"]["enum"]
+    assert set(levels) <= set(uvicorn.config.LOG_LEVELS)
+    for level in levels:
+        args = cli_parser().parse_args(container(render({**SECRETS, "logLevel": level}))["args"])
+        assert (args.command or "serve", args.port, args.log_level) == ("serve", image_serve_port(), level)
 
 
 def test_pods_run_as_the_images_user_locked_down() -> None:
