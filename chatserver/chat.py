@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from datetime import datetime
 
 from chatserver import metrics
 from chatserver.broker.base import Broker, BrokerUnavailable
 from chatserver.errors import ChatError, not_available, not_found
-from chatserver.frames import broadcast_text, message_view, sender_of
+from chatserver.frames import ChangeFrame, broadcast_text, iso_millis, message_view, sender_of
 from chatserver.players import Player, PlayerDirectory
 from chatserver.protocol import (
     BroadcastEvent,
@@ -41,6 +42,14 @@ _CHAT_OF_EVENT = {
     InboundEvent.GLOBAL_MESSAGE_REACTION: ChatType.GLOBAL,
 }
 _REACTION_EVENTS = {InboundEvent.CLAN_MESSAGE_REACTION, InboundEvent.GLOBAL_MESSAGE_REACTION}
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A room's changes as broadcast frames, oldest first; ``complete`` is False when some were left out."""
+
+    frames: list[ChangeFrame]
+    complete: bool
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,23 @@ class ChatService:
             log.exception("store refused a reaction")
             raise not_available("Message storage") from None
         await self._publish(BroadcastEvent.NEW_REACTION, stored, sender_of(stored, profiles), received_at)
+
+    async def changes(self, room: RoomKey, since: datetime, limit: int) -> Changes:
+        """What a socket of ``room`` would have received after ``since``, read back from the store.
+
+        A message created after ``since`` is a ``newMessage`` (carrying its reactions as they are now),
+        an older one whose reactions changed a ``newReaction``; the newest ``limit`` changes at most.
+        Raises ``StoreUnavailable``.
+        """
+        with metrics.timed(metrics.STORE_SECONDS.labels("changes")):
+            found = await self._store.changes_since(room, since, limit)
+        profiles = await self._players.profiles({m.sender_id for m in found.messages})
+        frames = []
+        for stored in found.messages:
+            event = BroadcastEvent.NEW_MESSAGE if stored.created_at > since else BroadcastEvent.NEW_REACTION
+            text = broadcast_text(event, message_view(stored, sender_of(stored, profiles)), self._settings.envelope)
+            frames.append(ChangeFrame(stored.id, iso_millis(stored.updated_at), text))
+        return Changes(frames, found.complete)
 
     async def history(self, player: Player, request: HistoryRequest) -> HistoryPage:
         """One page of the player's global or current clan room, newest first."""

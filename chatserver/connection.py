@@ -49,6 +49,7 @@ class Connection:
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_frames)
         self._close_reason = ""
         self._writer: asyncio.Task[None] | None = None
+        self._held: list[str] | None = None
 
     def start(self) -> None:
         """Start the writer task; frames pushed before this wait in the queue."""
@@ -61,9 +62,27 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
 
+    def hold(self) -> None:
+        """Keep pushed frames aside until ``release``: the socket is joining its rooms (and resuming)."""
+        self._held = []
+
+    def release(self, first: list[str], skip: Callable[[str], bool] | None = None) -> None:
+        """Queue ``first`` (``ready``, after any replay), then the held frames that ``skip`` does not reject."""
+        held, self._held = self._held or [], None
+        for text in first:
+            self.push(text)
+        for text in held:
+            if skip is None or not skip(text):
+                self.push(text)
+
     def push(self, text: str) -> None:
         """Queue a frame without waiting; a full queue means the client is too slow and is cut."""
         if self.state is not ConnectionState.OPEN:
+            return
+        if self._held is not None:
+            self._held.append(text)
+            if len(self._held) > self._outbox.maxsize:
+                self.cut(*SLOW_CONSUMER)
             return
         try:
             self._outbox.put_nowait(text)
@@ -89,6 +108,7 @@ class Connection:
         may even be stuck in a send), so the abort does not wait for the closing handshake.
         """
         self._begin_closing(code, reason)
+        self._held = None
         while not self._outbox.empty():
             self._outbox.get_nowait()
         self._outbox.put_nowait(None)

@@ -6,6 +6,8 @@ worker, so fan-out does no per-socket JSON work.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from chatserver.players import Player
@@ -25,6 +27,11 @@ from chatserver.settings import Envelope
 from chatserver.store.base import StoredMessage
 
 READY_TEXT = ReadyFrame().model_dump_json()
+
+
+def ready_text(recovered: bool | None) -> str:
+    """``ready``; with ``recovered`` when the socket resumed (``?since=``)."""
+    return READY_TEXT if recovered is None else ReadyFrame(recovered=recovered).model_dump_json()
 
 
 def iso_millis(moment: datetime) -> str:
@@ -50,6 +57,7 @@ def message_view(message: StoredMessage, sender: Sender) -> Message:
         type=message.room.type,
         reactions=[Reaction(playerName=r.player_name, emoji=r.emoji, sender_id=r.sender_id) for r in message.reactions],
         createdAt=iso_millis(message.created_at),
+        updatedAt=iso_millis(message.updated_at),
     )
 
 
@@ -59,6 +67,29 @@ def broadcast_text(event: BroadcastEvent, message: Message, envelope: Envelope) 
     if envelope is Envelope.WRAPPED:
         return WrappedBroadcastFrame(message=frame).model_dump_json(by_alias=True)
     return frame.model_dump_json(by_alias=True)
+
+
+@dataclass(frozen=True)
+class ChangeFrame:
+    """A broadcast's text with the version of the message it carries: ``(message id, updatedAt)``."""
+
+    message_id: str
+    updated_at: str
+    text: str
+
+
+def change_of(text: str) -> tuple[str, str] | None:
+    """``(message id, updatedAt)`` of a broadcast text (plain or wrapped); ``None`` for any other frame.
+
+    Parses the text: only for the few frames held while a socket resumes or a room catches up.
+    """
+    frame = json.loads(text)
+    inner = frame.get("message")
+    if isinstance(inner, dict) and "chat" in inner:  # CHAT_ENVELOPE=wrapped
+        inner = inner.get("message")
+    if not isinstance(inner, dict) or "updatedAt" not in inner:
+        return None
+    return inner["_id"], inner["updatedAt"]
 
 
 def membership_text(joined: bool, clan_id: str) -> str:

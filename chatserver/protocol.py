@@ -114,6 +114,10 @@ class Message(BaseModel):
     type: ChatType
     reactions: list[Reaction]
     createdAt: str = Field(description="UTC ISO-8601 with milliseconds and Z.")
+    updatedAt: str = Field(
+        description="Same format; the time of the last change (creation or reaction). A client keeps the newest "
+        "it has processed and reconnects with ?since=<that> to get what it missed."
+    )
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: Any) -> dict[str, Any]:
@@ -141,10 +145,22 @@ class WrappedBroadcastFrame(BaseModel):
 
 
 class ReadyFrame(BaseModel):
-    """Sent once the socket has joined its rooms."""
+    """Sent once the socket has joined its rooms (and, on a resume, after the missed changes)."""
 
     event: Literal["ready"] = "ready"
     data: Literal[True] = True
+    recovered: bool | None = Field(
+        default=None,
+        description="Only on a resume (?since=): true when every missed change was replayed, false when more "
+        "changed than CHAT_RESUME_LIMIT (or history could not be read): reload history over HTTP.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_recovered(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("recovered") is None:
+            data.pop("recovered", None)
+        return data
 
 
 class MembershipAction(StrEnum):

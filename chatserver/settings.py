@@ -64,6 +64,7 @@ class Settings:
     history_rate: Rate = Rate(5.0, 20)
     max_sockets_per_player: int = 5
     allowed_origins: tuple[str, ...] = ()
+    resume_limit: int = 300
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
 
@@ -107,6 +108,7 @@ class Settings:
             history_rate=_rate(env, "CHAT_HISTORY", Rate(5.0, 20)),
             max_sockets_per_player=_int(env, "CHAT_MAX_SOCKETS_PER_PLAYER", 5),
             allowed_origins=_list(env, "CHAT_ALLOWED_ORIGINS"),
+            resume_limit=_int(env, "CHAT_RESUME_LIMIT", 300),
             ping_interval_seconds=_int(env, "CHAT_PING_INTERVAL_SECONDS", 20),
             ping_timeout_seconds=_int(env, "CHAT_PING_TIMEOUT_SECONDS", 20),
         )

@@ -17,9 +17,10 @@ from chatserver import metrics
 from chatserver.auth import token_from_request
 from chatserver.connection import Connection
 from chatserver.errors import ChatError
-from chatserver.frames import READY_TEXT
+from chatserver.frames import READY_TEXT, ready_text
 from chatserver.players import identify
 from chatserver.protocol import ErrorReason
+from chatserver.resume import missed_changes, since_from_request
 from chatserver.services import Services
 from chatserver.transport import abort_of, limit_send_buffer
 from chatserver.validation import parse_frame
@@ -36,6 +37,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         _check_admission(websocket, services)
         token = token_from_request(websocket.headers, websocket.query_params)
         identity, player = await identify(token, services.settings, services.players)
+        since = since_from_request(websocket.headers, websocket.query_params)
     except ChatError as error:
         await _deny(websocket, error)
         return
@@ -43,9 +45,14 @@ async def chat_socket(websocket: WebSocket) -> None:
     limit_send_buffer(websocket.scope, services.settings.socket_send_buffer_bytes)
     await websocket.accept()
     connection = Connection(websocket, player, services.settings.outbound_queue_frames, abort_of(websocket.scope))
+    connection.hold()  # live frames wait until ``ready`` (and any replay) is queued: nothing before it, none lost
     await services.hub.attach(connection)
     connection.start()
-    connection.push(READY_TEXT)
+    if since is None:
+        connection.release([READY_TEXT])
+    else:
+        replay = await missed_changes(connection.player, since, services.chat, services.settings.resume_limit)
+        connection.release([*replay.texts, ready_text(replay.recovered)], skip=replay.already_sent)
     expiry = _close_at_expiry(connection, identity.expires_at)
     log.info("connection opened", extra={"player_id": player.id, "connection": connection.id})
     try:

@@ -15,7 +15,7 @@ import websockets
 from tests.conftest import ServerFactory
 from tests.harness import Client, ServerProcess, token
 
-MESSAGE_FIELDS = {"_id", "clan_id", "sender", "content", "feeling", "type", "reactions", "createdAt"}
+MESSAGE_FIELDS = {"_id", "clan_id", "sender", "content", "feeling", "type", "reactions", "createdAt", "updatedAt"}
 FRAME_COMPONENTS = {
     "ClientFrame",
     "MessageData",

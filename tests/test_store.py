@@ -299,6 +299,35 @@ async def test_fifty_concurrent_reactions_from_fifty_players_all_survive(store: 
     assert sorted(r.sender_id for r in stored.reactions) == players
 
 
+async def test_changes_since_are_the_rooms_messages_changed_after_the_moment_oldest_change_first(
+    store: MessageStore,
+) -> None:
+    m0, m1, m2 = await post(store, CLAN_A, 3)
+    await store.add(new_message(CLAN_B, "other clan"))
+    await asyncio.sleep(0.002)  # the reaction's updatedAt is a later millisecond than every post
+    reacted = await store.react(CLAN_A, react(m0, BOB, "Bob", "🔥"))
+    assert reacted is not None
+
+    since_start = await store.changes_since(CLAN_A, m0.created_at - timedelta(milliseconds=1), 10)
+    assert (contents(since_start.messages), since_start.complete) == (["m1", "m2", "m0"], True)
+    assert since_start.messages[-1] == reacted
+    after_posts = await store.changes_since(CLAN_A, m2.updated_at, 10)
+    assert (after_posts.messages, after_posts.complete) == ([reacted], True)
+    assert (await store.changes_since(CLAN_A, reacted.updated_at, 10)).messages == []
+    assert contents((await store.changes_since(CLAN_B, m0.created_at - timedelta(milliseconds=1), 10)).messages) == [
+        "other clan"
+    ]
+    assert m1.updated_at <= m2.updated_at
+
+
+async def test_changes_since_over_the_limit_keeps_the_newest_and_says_incomplete(store: MessageStore) -> None:
+    posted = await post(store, GLOBAL, 5)
+    newest = await store.changes_since(GLOBAL, posted[0].created_at - timedelta(milliseconds=1), 3)
+    assert (contents(newest.messages), newest.complete) == (["m2", "m3", "m4"], False)
+    exact = await store.changes_since(GLOBAL, posted[0].created_at - timedelta(milliseconds=1), 5)
+    assert (contents(exact.messages), exact.complete) == (["m0", "m1", "m2", "m3", "m4"], True)
+
+
 # --- Only the embedded store ---------------------------------------------------------------------------
 
 
@@ -314,6 +343,8 @@ async def test_the_memory_store_drops_the_oldest_message_when_full() -> None:
     assert contents((await store.page(GLOBAL, 10, 0)).messages) == ["g1", "g0"]
     assert await store.page_before(CLAN_A, first.id, 10) is None
     assert await store.react(CLAN_A, react(first, BOB, "Bob", "👍")) is None
+    since = first.created_at - timedelta(milliseconds=1)
+    assert contents((await store.changes_since(CLAN_A, since, 10)).messages) == ["a1"]
 
 
 # --- Only MongoDB: the game's layout, indexes, the old backend's documents, outages ---------------------
@@ -344,13 +375,15 @@ async def test_documents_are_stored_in_the_games_layout(mongo_store: MongoStore)
     assert "clan_id" not in global_raw and "feeling" not in global_raw and "sender" not in global_raw
 
 
-async def test_the_history_indexes_exist_after_open(mongo_store: MongoStore) -> None:
+async def test_the_history_and_resume_indexes_exist_after_open(mongo_store: MongoStore) -> None:
     indexes = await ChatMessageDocument.get_pymongo_collection().index_information()
 
     keys = [list(spec["key"]) for spec in indexes.values()]
 
     assert [("clan_id", 1), ("createdAt", -1), ("_id", -1)] in keys
     assert [("type", 1), ("createdAt", -1), ("_id", -1)] in keys
+    assert [("clan_id", 1), ("updatedAt", -1), ("_id", -1)] in keys
+    assert [("type", 1), ("updatedAt", -1), ("_id", -1)] in keys
 
 
 async def test_a_document_written_by_the_old_backend_is_readable_and_reactable(mongo_store: MongoStore) -> None:

@@ -96,6 +96,7 @@ async def test_wiki_javascript_client_gets_ready_then_its_clan_message_broadcast
             "type": "clan",
             "reactions": [],
             "createdAt": message["createdAt"],
+            "updatedAt": message["createdAt"],
         },
     }
     assert OBJECT_ID.match(message["_id"]), message["_id"]

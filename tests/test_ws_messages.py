@@ -28,6 +28,7 @@ async def test_clan_message_reaches_the_sender_with_every_protocol_field(
     frame = await client.recv()
     message = frame["message"]
     assert OBJECT_ID.match(message["_id"]) and ISO_MILLIS.match(message["createdAt"])
+    assert message["updatedAt"] == message["createdAt"]
     assert frame == {
         "chat": "clan",
         "event": "newMessage",
@@ -40,9 +41,12 @@ async def test_clan_message_reaches_the_sender_with_every_protocol_field(
             "type": "clan",
             "reactions": [],
             "createdAt": message["createdAt"],
+            "updatedAt": message["createdAt"],
         },
     }
-    assert list(message) == ["_id", "clan_id", "sender", "content", "feeling", "type", "reactions", "createdAt"]
+    assert list(message) == [
+        "_id", "clan_id", "sender", "content", "feeling", "type", "reactions", "createdAt", "updatedAt"
+    ]  # fmt: skip
 
 
 async def test_global_message_has_no_clan_id_and_no_feeling_when_none_given(
@@ -60,6 +64,7 @@ async def test_global_message_has_no_clan_id_and_no_feeling_when_none_given(
         "type": "global",
         "reactions": [],
         "createdAt": frame["message"]["createdAt"],
+        "updatedAt": frame["message"]["createdAt"],
     }
 
 

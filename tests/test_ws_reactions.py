@@ -31,8 +31,13 @@ async def test_reaction_broadcasts_the_whole_updated_message(server: ServerProce
     assert frame == {
         "chat": "clan",
         "event": "newReaction",
-        "message": {**message, "reactions": [{"playerName": "Fan", "emoji": "🔥", "sender_id": fan_id}]},
+        "message": {
+            **message,
+            "reactions": [{"playerName": "Fan", "emoji": "🔥", "sender_id": fan_id}],
+            "updatedAt": frame["message"]["updatedAt"],
+        },
     }
+    assert frame["message"]["updatedAt"] >= message["updatedAt"], "a reaction is a change: updatedAt moves on"
     assert await author.recv() == frame
 
 
@@ -76,7 +81,9 @@ async def test_removing_a_reaction_that_does_not_exist_still_broadcasts(
     client = await Client.connect(server, token(new_id()))
     message = await client.post("global", "nothing to remove")
     frame = await client.react("global", message["_id"], "")
-    assert frame == {"chat": "global", "event": "newReaction", "message": message}
+    # Like the game backend (mongoose timestamps), any reaction update moves updatedAt, a no-op too.
+    unchanged = {**message, "updatedAt": frame["message"]["updatedAt"]}
+    assert frame == {"chat": "global", "event": "newReaction", "message": unchanged}
 
 
 @pytest.mark.parametrize(

@@ -92,6 +92,17 @@ class HistorySlice:
     total: int
 
 
+@dataclass(frozen=True)
+class ChangeSlice:
+    """Messages of a room changed (created or reacted to) after a moment, oldest change first.
+
+    ``complete`` is False when more changed than the limit asked for; the newest changes are kept.
+    """
+
+    messages: list[StoredMessage]
+    complete: bool
+
+
 def now_millis() -> datetime:
     """Current UTC time cut to milliseconds, the precision MongoDB keeps, so both stores agree."""
     now = datetime.now(UTC)
@@ -135,6 +146,10 @@ class MessageStore(ABC):
     @abstractmethod
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
         """Messages of ``room`` newest first, skipping ``offset`` newer ones."""
+
+    @abstractmethod
+    async def changes_since(self, room: RoomKey, since: datetime, limit: int) -> ChangeSlice:
+        """Messages of ``room`` whose ``updated_at`` is after ``since``, by ``(updated_at, id)``; at most ``limit``."""
 
     @abstractmethod
     async def page_before(self, room: RoomKey, before_id: str, limit: int) -> HistorySlice | None:

@@ -86,9 +86,12 @@ class ChatMessageDocument(Document):
         # (createdAt desc, _id desc) so that a page and a keyset page are read in index order, with no
         # in-memory sort of the room's older messages. Same prefix, so every query the game's index serves
         # this one serves too.
+        # The two updatedAt indexes serve resumes and replica catch-up ("what changed in this room since t").
         indexes = [
             IndexModel([("clan_id", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("type", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel([("clan_id", ASCENDING), ("updatedAt", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel([("type", ASCENDING), ("updatedAt", DESCENDING), ("_id", DESCENDING)]),
         ]
 
     @field_validator("createdAt", "updatedAt")

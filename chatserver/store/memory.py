@@ -10,10 +10,12 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections import deque
+from datetime import datetime
 
 from bson import ObjectId
 
 from chatserver.store.base import (
+    ChangeSlice,
     HistorySlice,
     MessageStore,
     NewMessage,
@@ -25,16 +27,31 @@ from chatserver.store.base import (
 )
 
 _COMPACT_AFTER = 1024
+_AFTER_EVERY_ID = "~"  # sorts after every hex id: (t, _AFTER_EVERY_ID) is past every change at t
+
+ChangeKey = tuple[datetime, str]
 
 
 class _RoomIndex:
-    """Ids of one room in creation order; dropped ids sit before ``head`` until the list is compacted."""
+    """Ids of one room in creation order (dropped ids sit before ``head`` until the list is compacted),
+    and ``changes``: ``(updated_at, id)`` of every live message, sorted, for resumes."""
 
-    __slots__ = ("ids", "head")
+    __slots__ = ("ids", "head", "changes")
 
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.head = 0
+        self.changes: list[ChangeKey] = []
+
+    def changed(self, old: ChangeKey | None, new: ChangeKey | None) -> None:
+        """Move a message's change key (``None``: it was not there / it is gone)."""
+        if old is not None:
+            del self.changes[bisect.bisect_left(self.changes, old)]
+        if new is not None:
+            bisect.insort(self.changes, new)
+
+    def changed_after(self, since: datetime) -> list[ChangeKey]:
+        return self.changes[bisect.bisect_right(self.changes, (since, _AFTER_EVERY_ID)) :]
 
     def __len__(self) -> int:
         return len(self.ids) - self.head
@@ -84,7 +101,9 @@ class MemoryStore(MessageStore):
             updated_at=now,
         )
         self._messages[message.id] = message
-        self._rooms.setdefault(new.room, _RoomIndex()).ids.append(message.id)
+        index = self._rooms.setdefault(new.room, _RoomIndex())
+        index.ids.append(message.id)
+        index.changed(None, (now, message.id))
         self._arrival.append(message.id)
         while len(self._messages) > self._max_messages:
             self._drop_oldest()
@@ -98,7 +117,14 @@ class MemoryStore(MessageStore):
             message, reactions=apply_reaction(message.reactions, change), updated_at=now_millis()
         )
         self._messages[message.id] = updated
+        self._rooms[room].changed((message.updated_at, message.id), (updated.updated_at, updated.id))
         return updated
+
+    async def changes_since(self, room: RoomKey, since: datetime, limit: int) -> ChangeSlice:
+        index = self._rooms.get(room)
+        changed = [] if index is None else index.changed_after(since)
+        kept = changed[-limit:] if limit > 0 else []
+        return ChangeSlice([self._messages[i] for _, i in kept], complete=len(kept) == len(changed))
 
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
         index = self._rooms.get(room)
@@ -129,5 +155,6 @@ class MemoryStore(MessageStore):
         oldest = self._messages.pop(self._arrival.popleft())
         index = self._rooms[oldest.room]
         index.drop_oldest()
+        index.changed((oldest.updated_at, oldest.id), None)
         if not len(index):
             del self._rooms[oldest.room]

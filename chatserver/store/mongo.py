@@ -9,6 +9,9 @@ Reactions are one atomic ``find_one_and_update`` with an aggregation-pipeline up
 game's rule (``base.apply_reaction``) inside the server: never read-modify-write, so concurrent
 reactions from many players on one message, on any number of replicas, all survive.
 
+Resumes read a room's changes since a moment by ``(updatedAt, _id)``, through the
+``(clan_id, updatedAt, _id)`` / ``(type, updatedAt, _id)`` indexes.
+
 History is newest first by ``(createdAt, _id)``. ``page`` skips; ``page_before`` is a keyset query on
 that pair, which the ``(clan_id, createdAt, _id)`` / ``(type, createdAt, _id)`` indexes answer in order.
 
@@ -36,6 +39,7 @@ from pymongo.errors import PyMongoError
 
 from chatserver.protocol import ChatType
 from chatserver.store.base import (
+    ChangeSlice,
     HistorySlice,
     MessageStore,
     NewMessage,
@@ -50,6 +54,7 @@ from chatserver.store.documents import LEGACY_REACTION_SENDER, ChatMessageDocume
 MOCK_SCHEME = "mongomock://"
 SERVER_SELECTION_TIMEOUT_MS = 3000
 NEWEST_FIRST = [("createdAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
+LATEST_CHANGE_FIRST = [("updatedAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
 
 
 @contextmanager
@@ -209,6 +214,15 @@ class MongoStore(MessageStore):
             documents = await self._newest_first(older, limit)
             total = await ChatMessageDocument.find(query).count()
         return HistorySlice([d.to_stored() for d in documents], total)
+
+    async def changes_since(self, room: RoomKey, since: datetime, limit: int) -> ChangeSlice:
+        if limit <= 0:
+            return ChangeSlice([], complete=True)
+        query = {**room_filter(room), "updatedAt": {"$gt": since}}
+        with driver_errors_as_unavailable():
+            latest = await ChatMessageDocument.find(query).sort(LATEST_CHANGE_FIRST).limit(limit + 1).to_list()
+        kept = latest[:limit]
+        return ChangeSlice([d.to_stored() for d in reversed(kept)], complete=len(latest) == len(kept))
 
     async def _newest_first(self, query: dict[str, Any], limit: int, skip: int = 0) -> list[ChatMessageDocument]:
         if limit <= 0:  # MongoDB reads a limit of 0 as "no limit"
