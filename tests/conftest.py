@@ -12,22 +12,24 @@ import pytest
 
 from tests.harness import Client, ServerProcess
 
+pytest_plugins = ["tests.standin_fixtures"]
+
 ServerFactory = Callable[..., ServerProcess]
 
-STORE_BACKENDS = ["memory", "mongomock"] + (["mongodb"] if os.environ.get("MONGODB_URL") else [])
+# memory: the embedded store. mongomock: MongoStore on the in-process stand-in. wire: MongoStore through
+# real PyMongo to mongomock served over the MongoDB wire protocol (tests/mongo_standin.py), which several
+# processes can share. mongodb: a real server, when MONGODB_URL is set.
+STORE_BACKENDS = ["memory", "mongomock", "wire"] + (["mongodb"] if os.environ.get("MONGODB_URL") else [])
 
 
-def _backend_env(backend: str) -> dict[str, str]:
+def _backend_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
     """Environment that puts a server on one store backend; players always come from token claims."""
     if backend == "memory":
         return {}
     if backend == "mongomock":
         return {"MONGODB_URL": "mongomock://", "CHAT_PLAYERS_FROM_DB": "false"}
-    return {
-        "MONGODB_URL": os.environ["MONGODB_URL"],
-        "MONGODB_DB": f"chat_test_{secrets.token_hex(4)}",
-        "CHAT_PLAYERS_FROM_DB": "false",
-    }
+    url = request.getfixturevalue("mongo_standin_url") if backend == "wire" else os.environ["MONGODB_URL"]
+    return {"MONGODB_URL": url, "MONGODB_DB": f"chat_test_{secrets.token_hex(4)}", "CHAT_PLAYERS_FROM_DB": "false"}
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +51,7 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerF
 @pytest.fixture(scope="session", params=STORE_BACKENDS)
 def server(request: pytest.FixtureRequest, server_factory: ServerFactory) -> ServerProcess:
     """The default server, once per store backend, so the protocol suite runs over each."""
-    return server_factory(**_backend_env(request.param))
+    return server_factory(**_backend_env(request.param, request))
 
 
 @pytest.fixture(scope="session")

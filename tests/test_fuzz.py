@@ -166,9 +166,9 @@ class Fuzz:
         return f"r{next(self.refs)}-{secrets.token_hex(4)}"
 
 
-@pytest.fixture(scope="module", params=["memory", "mongomock"])
+@pytest.fixture(scope="module", params=["memory", "wire"])
 async def fuzz(request: pytest.FixtureRequest, server_factory: ServerFactory) -> AsyncIterator[Fuzz]:
-    server = server_factory(**_backend_env(request.param))
+    server = server_factory(**_backend_env(request.param, request))
     clan_a, clan_b = secrets.token_hex(12), secrets.token_hex(12)
     ids = {name: secrets.token_hex(12) for name in ("a1", "a2", "b1", "b2", "n1")}
     players = [

@@ -1,7 +1,8 @@
 """One contract for every ``MessageStore``, run over each implementation as uvicorn runs its WebSocket suite.
 
-``memory`` is the embedded store, ``mongomock`` is ``MongoStore`` on the in-process stand-in, and
-``mongodb`` is ``MongoStore`` on a real server, run when ``MONGODB_URL`` is set (each test gets a fresh
+``memory`` is the embedded store, ``mongomock`` is ``MongoStore`` on the in-process stand-in, ``wire`` is
+``MongoStore`` through real PyMongo to mongomock served over the wire protocol (``tests/mongo_standin.py``),
+and ``mongodb`` is ``MongoStore`` on a real server, run when ``MONGODB_URL`` is set (each test gets a fresh
 database, dropped afterwards). The last block checks what only MongoDB has: the game's document
 layout, indexes, documents written by the old backend, and outages.
 """
@@ -70,20 +71,27 @@ def mongodb_url() -> str:
     return url
 
 
-@pytest.fixture(params=["memory", "mongomock", "mongodb"])
+def backend_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "mongomock":
+        return "mongomock://"
+    if request.param == "wire":
+        url: str = request.getfixturevalue("mongo_standin_url")
+        return url
+    return mongodb_url()
+
+
+@pytest.fixture(params=["memory", "mongomock", "wire", "mongodb"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[MessageStore]:
     if request.param == "memory":
         yield MemoryStore(max_messages=10_000)
         return
-    url = "mongomock://" if request.param == "mongomock" else mongodb_url()
-    async for opened in open_mongo(url):
+    async for opened in open_mongo(backend_url(request)):
         yield opened
 
 
-@pytest.fixture(params=["mongomock", "mongodb"])
+@pytest.fixture(params=["mongomock", "wire", "mongodb"])
 async def mongo_store(request: pytest.FixtureRequest) -> AsyncIterator[MongoStore]:
-    url = "mongomock://" if request.param == "mongomock" else mongodb_url()
-    async for opened in open_mongo(url):
+    async for opened in open_mongo(backend_url(request)):
         yield opened
 
 
