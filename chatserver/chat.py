@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 
 from chatserver import metrics
-from chatserver.broker.base import Broker, BrokerUnavailable
+from chatserver.broker.base import Broker, BrokerUnavailable, RoomFrame
 from chatserver.errors import ChatError, not_available, not_found
 from chatserver.frames import ChangeFrame, broadcast_text, iso_millis, message_view, sender_of
 from chatserver.players import Player, PlayerDirectory
@@ -134,19 +135,20 @@ class ChatService:
             raise not_available("Message storage") from None
         await self._publish(BroadcastEvent.NEW_REACTION, stored, sender_of(stored, profiles), received_at)
 
-    async def changes(self, room: RoomKey, since: datetime, limit: int) -> Changes:
+    async def changes(self, room: RoomKey, since: datetime, limit: int, known: Container[str] = frozenset()) -> Changes:
         """What a socket of ``room`` would have received after ``since``, read back from the store.
 
         A message created after ``since`` is a ``newMessage`` (carrying its reactions as they are now),
-        an older one whose reactions changed a ``newReaction``; the newest ``limit`` changes at most.
-        Raises ``StoreUnavailable``.
+        an older one, or one in ``known`` (ids the sockets have seen), a ``newReaction``; the newest
+        ``limit`` changes at most. Raises ``StoreUnavailable``.
         """
         with metrics.timed(metrics.STORE_SECONDS.labels("changes")):
             found = await self._store.changes_since(room, since, limit)
         profiles = await self._players.profiles({m.sender_id for m in found.messages})
         frames = []
         for stored in found.messages:
-            event = BroadcastEvent.NEW_MESSAGE if stored.created_at > since else BroadcastEvent.NEW_REACTION
+            is_new = stored.created_at > since and stored.id not in known
+            event = BroadcastEvent.NEW_MESSAGE if is_new else BroadcastEvent.NEW_REACTION
             text = broadcast_text(event, message_view(stored, sender_of(stored, profiles)), self._settings.envelope)
             frames.append(ChangeFrame(stored.id, iso_millis(stored.updated_at), text))
         return Changes(frames, found.complete)
@@ -192,9 +194,10 @@ class ChatService:
 
     async def _publish(self, event: BroadcastEvent, stored: StoredMessage, sender: Sender, received_at: float) -> None:
         text = broadcast_text(event, message_view(stored, sender), self._settings.envelope)
+        frame = RoomFrame(text, stored.id, iso_millis(stored.updated_at), received_at)
         try:
             with metrics.timed(metrics.BROKER_SECONDS):
-                await self._broker.publish(stored.room.name, text, received_at)
+                await self._broker.publish(stored.room.name, frame)
         except BrokerUnavailable:
             log.exception("broker refused a publish")
             raise ChatError.of(

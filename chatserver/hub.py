@@ -12,7 +12,7 @@ import logging
 import time
 
 from chatserver import metrics
-from chatserver.broker.base import Broker
+from chatserver.broker.base import Broker, RoomFrame
 from chatserver.connection import Connection
 from chatserver.frames import membership_text
 from chatserver.store.base import RoomKey
@@ -79,13 +79,14 @@ class Hub:
     def _connections(self) -> list[Connection]:
         return [connection for mine in self._by_player.values() for connection in mine]
 
-    def deliver(self, room: str, text: str, sent_at: float) -> None:
-        """Fan one frame out to every local socket of ``room`` (the broker calls this)."""
+    def deliver(self, room: str, frame: RoomFrame) -> None:
+        """Fan one frame out to every local socket of ``room`` (the broker calls this): the same text to all."""
         members = self._rooms.get(room, ())
+        text = frame.text
         for connection in members:
             connection.push(text)
         metrics.BROADCASTS_OUT.inc(len(members))
-        metrics.BROADCAST_SECONDS.observe(max(time.time() - sent_at, 0.0))
+        metrics.BROADCAST_SECONDS.observe(max(time.time() - frame.sent_at, 0.0))
 
     async def move_player(self, player_id: str, clan_id: str | None, *, only_from: str | None = None) -> None:
         """Put every local socket of the player in ``clan_id``'s room (none for ``None``) and tell it so.

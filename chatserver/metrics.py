@@ -31,6 +31,12 @@ SLOW_CONSUMERS = Counter("chat_slow_consumer_disconnects_total", "Sockets cut fo
 RATE_LIMITED = Counter(
     "chat_rate_limited_total", "Requests refused by a rate limit, by kind", ["kind"], registry=REGISTRY
 )
+CATCH_UPS = Counter(
+    "chat_catch_ups_total",
+    "Rooms repaired from the store after lost pub/sub frames, by outcome (done, failed)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 BROADCASTS_OUT = FRAMES_OUT.labels("broadcast")
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from chatserver.broker.base import Broker
 from chatserver.broker.memory import MemoryBroker
+from chatserver.catchup import CatchUpBroker
 from chatserver.chat import ChatService
 from chatserver.connection import CLOSE_FRAME_SECONDS
 from chatserver.hub import Hub
@@ -41,18 +42,21 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
+        """Publishes go to the real broker; the hub listens through ``CatchUpBroker``, which repairs losses."""
         store = _store_for(settings)
-        broker = broker_for(settings)
+        publisher = broker_for(settings)
         players = _players_for(settings)
-        hub = Hub(broker, settings.max_sockets_per_player)
         limiter = _limiter_for(settings)
+        chat = ChatService(settings, store, publisher, players, limiter)
+        broker = CatchUpBroker(publisher, chat)
+        hub = Hub(broker, settings.max_sockets_per_player)
         return cls(
             settings=settings,
             store=store,
             broker=broker,
             players=players,
             hub=hub,
-            chat=ChatService(settings, store, broker, players, limiter),
+            chat=chat,
             membership=Membership(broker, hub, players, players_from_database=settings.players_from_database),
             limiter=limiter,
         )

@@ -328,6 +328,15 @@ async def test_changes_since_are_the_rooms_messages_changed_after_the_moment_old
     assert m1.updated_at <= m2.updated_at
 
 
+async def test_every_change_gets_its_own_later_updated_at(store: MessageStore) -> None:
+    """Changes faster than a millisecond still get distinct times, so a resume point is never ambiguous."""
+    posted = await post(store, GLOBAL, 20)
+    reacted = [await store.react(GLOBAL, react(m, BOB, "Bob", "👍")) for m in posted[:5]]
+    stamps = [m.updated_at for m in posted] + [m.updated_at for m in reacted if m is not None]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 25
+    assert all(stamp.microsecond % 1000 == 0 for stamp in stamps)
+
+
 async def test_changes_since_over_the_limit_keeps_the_newest_and_says_incomplete(store: MessageStore) -> None:
     posted = await post(store, GLOBAL, 5)
     newest = await store.changes_since(GLOBAL, posted[0].created_at - timedelta(milliseconds=1), 3)

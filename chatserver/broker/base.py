@@ -1,13 +1,15 @@
 """The broker interface: per-room channels carrying encoded frames, and one membership channel.
 
 A worker subscribes to a room while it holds a local socket in it. Publishing hands the already
-encoded frame text to every subscribed worker, which pushes it unchanged to its local sockets.
+encoded frame text to every subscribed worker, which pushes it unchanged to its local sockets. Each
+room numbers its frames (``seq``) as they are published, so a worker can tell when it missed one.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from chatserver.protocol import MembershipChange
 
@@ -16,18 +18,42 @@ class BrokerUnavailable(Exception):
     """The broker could not take a publish; the frame reached no other worker."""
 
 
-RoomFrameHandler = Callable[[str, str, float], None]
-"""Called with (room name, frame text, epoch seconds when the client's frame arrived) for every frame
-published to a room this worker subscribes to."""
+@dataclass(frozen=True)
+class RoomFrame:
+    """A broadcast between workers: its text, encoded once, and what a receiving worker needs besides.
+
+    ``message_id``/``updated_at`` name the version of the message it carries (to skip it when a
+    catch-up already delivered it), ``sent_at`` is when the client's frame arrived (epoch seconds,
+    for the latency metric) and ``seq`` the room's number for it, given at publish (0 before).
+    """
+
+    text: str
+    message_id: str
+    updated_at: str
+    sent_at: float
+    seq: int = 0
+
+
+RoomFrameHandler = Callable[[str, RoomFrame], None]
+"""Called with (room name, frame) for every frame published to a room this worker subscribes to."""
 
 MembershipHandler = Callable[[MembershipChange], Awaitable[None]]
+
+ResubscribedHandler = Callable[[], None]
+"""Called each time the worker's subscription is (re)established: frames published while it was
+broken never arrive, so every followed room must catch up from the store."""
 
 
 class Broker(ABC):
     """Carries frames between workers. ``start`` is given the worker's handlers before any subscribe."""
 
     @abstractmethod
-    async def start(self, on_room_frame: RoomFrameHandler, on_membership: MembershipHandler) -> None:
+    async def start(
+        self,
+        on_room_frame: RoomFrameHandler,
+        on_membership: MembershipHandler,
+        on_resubscribed: ResubscribedHandler | None = None,
+    ) -> None:
         """Connect and begin delivering to the handlers."""
 
     @abstractmethod
@@ -43,11 +69,8 @@ class Broker(ABC):
         """Stop receiving the frames of ``room``."""
 
     @abstractmethod
-    async def publish(self, room: str, frame: str, sent_at: float) -> None:
-        """Send ``frame`` to every worker subscribed to ``room``; raises ``BrokerUnavailable``.
-
-        ``sent_at`` (epoch seconds the client's frame arrived) travels along for the latency metric.
-        """
+    async def publish(self, room: str, frame: RoomFrame) -> None:
+        """Number ``frame`` in its room and send it to every worker subscribed; raises ``BrokerUnavailable``."""
 
     @abstractmethod
     async def publish_membership(self, change: MembershipChange) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from chatserver.broker.base import Broker, MembershipHandler, RoomFrameHandler
+import dataclasses
+
+from chatserver.broker.base import Broker, MembershipHandler, ResubscribedHandler, RoomFrame, RoomFrameHandler
 from chatserver.protocol import MembershipChange
 
 
@@ -13,8 +15,14 @@ class MemoryBroker(Broker):
         self._on_room_frame: RoomFrameHandler | None = None
         self._on_membership: MembershipHandler | None = None
         self._rooms: set[str] = set()
+        self._last_seq: dict[str, int] = {}
 
-    async def start(self, on_room_frame: RoomFrameHandler, on_membership: MembershipHandler) -> None:
+    async def start(
+        self,
+        on_room_frame: RoomFrameHandler,
+        on_membership: MembershipHandler,
+        on_resubscribed: ResubscribedHandler | None = None,
+    ) -> None:
         self._on_room_frame = on_room_frame
         self._on_membership = on_membership
 
@@ -29,9 +37,10 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, room: str) -> None:
         self._rooms.discard(room)
 
-    async def publish(self, room: str, frame: str, sent_at: float) -> None:
+    async def publish(self, room: str, frame: RoomFrame) -> None:
+        seq = self._last_seq[room] = self._last_seq.get(room, 0) + 1
         if self._on_room_frame is not None and room in self._rooms:
-            self._on_room_frame(room, frame, sent_at)
+            self._on_room_frame(room, dataclasses.replace(frame, seq=seq))
 
     async def publish_membership(self, change: MembershipChange) -> None:
         if self._on_membership is not None:

@@ -1,8 +1,10 @@
 """The Redis broker: one pub/sub channel per room and one for membership, shared by every replica.
 
 Channels (PROTOCOL.md §7): ``<prefix>room:global``, ``<prefix>room:clan:<clan_id>`` and
-``<prefix>membership``. A room message is the epoch seconds the client's frame arrived, a newline, then the frame (JSON
-frames hold no raw newline), so every replica can measure end-to-end broadcast latency.
+``<prefix>membership``. A room message is one header line, ``<seq> <sent_at> <message id> <updatedAt>``,
+then the frame's text (JSON frames hold no raw newline). ``seq`` is the room's counter
+(``<prefix>seq:<room>``), incremented and published in one Lua call, so the numbers on a channel have
+no holes unless a subscriber missed a message; ``sent_at`` gives end-to-end broadcast latency.
 Each worker keeps ONE subscriber connection, owned by a listener task, and subscribes to a room
 while it holds a local socket in it. Frames are published already encoded and
 handed to the hub unchanged, so a message is serialised once in the whole cluster.
@@ -24,7 +26,14 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from chatserver.broker.base import Broker, BrokerUnavailable, MembershipHandler, RoomFrameHandler
+from chatserver.broker.base import (
+    Broker,
+    BrokerUnavailable,
+    MembershipHandler,
+    ResubscribedHandler,
+    RoomFrame,
+    RoomFrameHandler,
+)
 from chatserver.protocol import MembershipChange
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,12 @@ _SUBSCRIBE_CONFIRM_SECONDS = 3.0
 _POLL_SECONDS = 1.0
 _BACKOFF_FIRST_SECONDS = 0.1
 _BACKOFF_MAX_SECONDS = 5.0
+# KEYS: the room's counter, its channel. ARGV: the message after the seq. Atomic: numbers follow publish order.
+_NUMBERED_PUBLISH = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', KEYS[2], seq .. ' ' .. ARGV[1])
+return seq
+"""
 
 
 class RedisBroker(Broker):
@@ -41,6 +56,7 @@ class RedisBroker(Broker):
 
     def __init__(self, url: str, prefix: str) -> None:
         self._room_prefix = f"{prefix}room:"
+        self._seq_prefix = f"{prefix}seq:"
         self._membership_channel = f"{prefix}membership"
         self._client = aioredis.from_url(
             url, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=2.0
@@ -55,12 +71,20 @@ class RedisBroker(Broker):
         self._membership_queue: asyncio.Queue[MembershipChange] = asyncio.Queue()
         self._on_room_frame: RoomFrameHandler | None = None
         self._on_membership: MembershipHandler | None = None
+        self._on_resubscribed: ResubscribedHandler | None = None
         self._commands = asyncio.Lock()
+        self._numbered_publish = self._client.register_script(_NUMBERED_PUBLISH)
 
-    async def start(self, on_room_frame: RoomFrameHandler, on_membership: MembershipHandler) -> None:
+    async def start(
+        self,
+        on_room_frame: RoomFrameHandler,
+        on_membership: MembershipHandler,
+        on_resubscribed: ResubscribedHandler | None = None,
+    ) -> None:
         """Begin listening; does not wait for Redis, so a replica can start during a Redis outage."""
         self._on_room_frame = on_room_frame
         self._on_membership = on_membership
+        self._on_resubscribed = on_resubscribed
         self._listener = asyncio.create_task(self._listen_forever(), name="redis-listener")
         self._membership_worker = asyncio.create_task(self._apply_memberships(), name="membership-worker")
 
@@ -93,8 +117,12 @@ class RedisBroker(Broker):
         self._wanted.discard(room)
         await self._sync_channel(room)
 
-    async def publish(self, room: str, frame: str, sent_at: float) -> None:
-        await self._publish(self._room_prefix + room, f"{sent_at:.6f}\n{frame}")
+    async def publish(self, room: str, frame: RoomFrame) -> None:
+        rest = f"{frame.sent_at:.6f} {frame.message_id} {frame.updated_at}\n{frame.text}"
+        try:
+            await self._numbered_publish(keys=[self._seq_prefix + room, self._room_prefix + room], args=[rest])
+        except (RedisError, OSError) as error:
+            raise BrokerUnavailable(f"Redis publish failed: {error}") from error
 
     async def publish_membership(self, change: MembershipChange) -> None:
         await self._publish(self._membership_channel, change.model_dump_json())
@@ -165,6 +193,8 @@ class RedisBroker(Broker):
             self._live = set(self._wanted)
         self._listening = True
         log.info("redis subscriber connected", extra={"channels": len(channels)})
+        if self._on_resubscribed is not None:
+            self._on_resubscribed()
 
     async def _read_messages(self) -> None:
         while True:
@@ -189,8 +219,10 @@ class RedisBroker(Broker):
         elif channel == self._membership_channel:
             self._queue_membership(message["data"])
         elif channel.startswith(self._room_prefix) and self._on_room_frame is not None:
-            sent_at, _, frame = message["data"].partition("\n")
-            self._on_room_frame(channel[len(self._room_prefix) :], frame, float(sent_at))
+            header, _, text = message["data"].partition("\n")
+            seq, sent_at, message_id, updated_at = header.split(" ")
+            frame = RoomFrame(text, message_id, updated_at, float(sent_at), int(seq))
+            self._on_room_frame(channel[len(self._room_prefix) :], frame)
 
     def _queue_membership(self, text: str) -> None:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chatserver.protocol import ChatType
@@ -37,6 +37,11 @@ class RoomKey:
     def name(self) -> str:
         """``global`` or ``clan:<clan_id>``; the suffix of the room's broker channel."""
         return "global" if self.type is ChatType.GLOBAL else f"clan:{self.clan_id}"
+
+    @classmethod
+    def from_name(cls, name: str) -> RoomKey:
+        """The room a ``name`` spells (the inverse of ``name``)."""
+        return cls.global_room() if name == "global" else cls.clan(name.removeprefix("clan:"))
 
 
 @dataclass(frozen=True)
@@ -103,10 +108,24 @@ class ChangeSlice:
     complete: bool
 
 
-def now_millis() -> datetime:
-    """Current UTC time cut to milliseconds, the precision MongoDB keeps, so both stores agree."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+class ChangeClock:
+    """Stamps for ``createdAt``/``updatedAt``: UTC cut to milliseconds (what MongoDB keeps, so both stores
+    agree), and each later than the one before, so no two changes stored by this process share a time.
+
+    A resuming client asks for the changes after the newest time it saw; two changes in one millisecond
+    would make that ambiguous, and the one it had not seen would be lost.
+    """
+
+    def __init__(self) -> None:
+        self._last: datetime | None = None
+
+    def now(self) -> datetime:
+        now = datetime.now(UTC)
+        stamp = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last is not None and stamp <= self._last:
+            stamp = self._last + timedelta(milliseconds=1)
+        self._last = stamp
+        return stamp
 
 
 def apply_reaction(reactions: tuple[StoredReaction, ...], change: ReactionChange) -> tuple[StoredReaction, ...]:

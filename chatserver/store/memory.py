@@ -15,6 +15,7 @@ from datetime import datetime
 from bson import ObjectId
 
 from chatserver.store.base import (
+    ChangeClock,
     ChangeSlice,
     HistorySlice,
     MessageStore,
@@ -23,7 +24,6 @@ from chatserver.store.base import (
     RoomKey,
     StoredMessage,
     apply_reaction,
-    now_millis,
 )
 
 _COMPACT_AFTER = 1024
@@ -82,12 +82,13 @@ class MemoryStore(MessageStore):
         self._rooms: dict[RoomKey, _RoomIndex] = {}
         self._arrival: deque[str] = deque()
         self._last_id = ""
+        self._clock = ChangeClock()
 
     async def ping(self) -> bool:
         return True
 
     async def add(self, new: NewMessage) -> StoredMessage:
-        now = now_millis()
+        now = self._clock.now()
         message = StoredMessage(
             id=self._next_id(),
             room=new.room,
@@ -114,7 +115,7 @@ class MemoryStore(MessageStore):
         if message is None or message.room != room:
             return None
         updated = dataclasses.replace(
-            message, reactions=apply_reaction(message.reactions, change), updated_at=now_millis()
+            message, reactions=apply_reaction(message.reactions, change), updated_at=self._clock.now()
         )
         self._messages[message.id] = updated
         self._rooms[room].changed((message.updated_at, message.id), (updated.updated_at, updated.id))

@@ -39,6 +39,7 @@ from pymongo.errors import PyMongoError
 
 from chatserver.protocol import ChatType
 from chatserver.store.base import (
+    ChangeClock,
     ChangeSlice,
     HistorySlice,
     MessageStore,
@@ -47,7 +48,6 @@ from chatserver.store.base import (
     RoomKey,
     StoredMessage,
     StoreUnavailable,
-    now_millis,
 )
 from chatserver.store.documents import LEGACY_REACTION_SENDER, ChatMessageDocument, PlayerDocument, as_object_id
 
@@ -108,6 +108,7 @@ class MongoStore(MessageStore):
         self._database_name = database
         self._client: Any = None
         self._database: Any = None
+        self._clock = ChangeClock()
 
     async def open(self) -> None:
         try:
@@ -170,7 +171,7 @@ class MongoStore(MessageStore):
         return True
 
     async def add(self, new: NewMessage) -> StoredMessage:
-        document = ChatMessageDocument.from_new(new, now_millis())
+        document = ChatMessageDocument.from_new(new, self._clock.now())
         with driver_errors_as_unavailable():
             await document.insert()
         return document.to_stored()
@@ -183,7 +184,7 @@ class MongoStore(MessageStore):
         with driver_errors_as_unavailable():
             raw = await collection.find_one_and_update(
                 {"_id": message_id, **room_filter(room)},
-                reaction_pipeline(change, now_millis()),
+                reaction_pipeline(change, self._clock.now()),
                 return_document=ReturnDocument.AFTER,
             )
         return None if raw is None else ChatMessageDocument.model_validate(raw).to_stored()

@@ -1,0 +1,163 @@
+"""Gapless room delivery: a broker wrapper that notices lost frames and replays them from the store.
+
+Redis pub/sub drops whatever is published while a subscriber is disconnected or too far behind. The
+store is the source of truth, so this worker repairs its rooms from it instead of losing frames:
+
+- every room's frames carry a sequence number (``RoomFrame.seq``); a number that skips ahead means
+  frames were lost on the way, and a re-established subscription means they may have been;
+- the room then *catches up*: live frames are held, the store is asked for the room's changes since
+  the newest one delivered here (less a margin for clocks and in-flight writes), those not delivered
+  yet go out in order, then the held frames, skipping versions already delivered.
+
+Versions are compared at the stores' precision, milliseconds: should a catch-up read a message
+between two changes within one millisecond, the later one shows with the message's next change.
+The hub sees an ordinary broker; publishes pass straight through to the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from chatserver import metrics
+from chatserver.broker.base import Broker, MembershipHandler, ResubscribedHandler, RoomFrame, RoomFrameHandler
+from chatserver.chat import ChatService
+from chatserver.frames import iso_millis
+from chatserver.protocol import MembershipChange
+from chatserver.store.base import RoomKey, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_MARGIN = timedelta(seconds=2)
+"""How far before the newest delivered change a catch-up reads: covers replicas' clock skew and
+writes stored before, but published after, the newest frame seen."""
+CATCH_UP_LIMIT = 1000
+REMEMBERED_PER_ROOM = 1024
+"""Versions delivered per room kept to skip repeats; a catch-up reads at most a few seconds back."""
+
+
+@dataclass
+class _RoomFeed:
+    """What this worker delivered in one room, and the frames held while the room catches up."""
+
+    followed_at: str
+    last_seq: int | None = None
+    newest: str | None = None
+    delivered: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    held: list[RoomFrame] | None = None
+
+    def is_new(self, message_id: str, updated_at: str) -> bool:
+        """Whether this version of the message is newer than any delivered here (ISO texts sort as times)."""
+        return self.delivered.get(message_id, "") < updated_at
+
+    def remember(self, message_id: str, updated_at: str) -> None:
+        self.delivered[message_id] = updated_at
+        self.delivered.move_to_end(message_id)
+        if len(self.delivered) > REMEMBERED_PER_ROOM:
+            self.delivered.popitem(last=False)
+        self.newest = max(self.newest or updated_at, updated_at)
+
+    def catch_up_from(self) -> datetime:
+        return datetime.fromisoformat(self.newest or self.followed_at) - CATCH_UP_MARGIN
+
+
+class CatchUpBroker(Broker):
+    """Wraps the real broker; delivers each room's frames to the hub once each, in order, lost ones included."""
+
+    def __init__(self, inner: Broker, chat: ChatService) -> None:
+        self._inner = inner
+        self._chat = chat
+        self._feeds: dict[str, _RoomFeed] = {}
+        self._on_room_frame: RoomFrameHandler | None = None
+        self._catch_ups: set[asyncio.Task[None]] = set()
+
+    async def start(
+        self,
+        on_room_frame: RoomFrameHandler,
+        on_membership: MembershipHandler,
+        on_resubscribed: ResubscribedHandler | None = None,
+    ) -> None:
+        self._on_room_frame = on_room_frame
+        await self._inner.start(self._receive, on_membership, self._resubscribed)
+
+    async def stop(self) -> None:
+        for task in list(self._catch_ups):
+            task.cancel()
+        await asyncio.gather(*self._catch_ups, return_exceptions=True)
+        await self._inner.stop()
+
+    async def subscribe(self, room: str) -> None:
+        self._feeds.setdefault(room, _RoomFeed(followed_at=iso_millis(datetime.now(UTC))))
+        await self._inner.subscribe(room)
+
+    async def unsubscribe(self, room: str) -> None:
+        self._feeds.pop(room, None)
+        await self._inner.unsubscribe(room)
+
+    async def publish(self, room: str, frame: RoomFrame) -> None:
+        await self._inner.publish(room, frame)
+
+    async def publish_membership(self, change: MembershipChange) -> None:
+        await self._inner.publish_membership(change)
+
+    async def ping(self) -> bool:
+        return await self._inner.ping()
+
+    def _receive(self, room: str, frame: RoomFrame, after_catch_up: bool = False) -> None:
+        """Deliver in sequence; a frame held during a catch-up goes only if the catch-up did not carry it."""
+        feed = self._feeds.get(room)
+        if feed is None:
+            return
+        if feed.held is not None:
+            feed.held.append(frame)
+        elif feed.last_seq is not None and frame.seq > feed.last_seq + 1:
+            log.warning("frames lost in a room; catching up from the store", extra={"room": room})
+            feed.held = [frame]
+            self._start_catch_up(room, feed)
+        else:
+            feed.last_seq = frame.seq  # also after a counter reset (a Redis restart without persistence)
+            self._deliver(room, feed, frame, only_if_new=after_catch_up)
+
+    def _resubscribed(self) -> None:
+        """Anything may have been published while the subscription was down: every room catches up."""
+        for room, feed in self._feeds.items():
+            if feed.held is None:
+                feed.held = []
+                self._start_catch_up(room, feed)
+
+    def _deliver(self, room: str, feed: _RoomFeed, frame: RoomFrame, *, only_if_new: bool) -> None:
+        """Hand a frame to the hub. In sequence, every frame goes (two changes of one message can share a
+        millisecond); around a catch-up, a version already delivered is skipped."""
+        if only_if_new and not feed.is_new(frame.message_id, frame.updated_at):
+            return
+        feed.remember(frame.message_id, frame.updated_at)
+        if self._on_room_frame is not None:
+            self._on_room_frame(room, frame)
+
+    def _start_catch_up(self, room: str, feed: _RoomFeed) -> None:
+        task = asyncio.create_task(self._catch_up(room, feed), name=f"catch-up-{room}")
+        self._catch_ups.add(task)
+        task.add_done_callback(self._catch_ups.discard)
+
+    async def _catch_up(self, room: str, feed: _RoomFeed) -> None:
+        """Deliver what the store has that this room missed, then the held frames, then go live again."""
+        try:
+            changes = await self._chat.changes(
+                RoomKey.from_name(room), feed.catch_up_from(), CATCH_UP_LIMIT, known=feed.delivered.keys()
+            )
+        except StoreUnavailable:
+            log.warning("catch-up could not read the store; frames lost meanwhile stay lost", extra={"room": room})
+            metrics.CATCH_UPS.labels("failed").inc()
+        else:
+            now = time.time()
+            for change in changes.frames:
+                frame = RoomFrame(change.text, change.message_id, change.updated_at, now)
+                self._deliver(room, feed, frame, only_if_new=True)
+            metrics.CATCH_UPS.labels("done").inc()
+        held, feed.held, feed.last_seq = feed.held or [], None, None
+        for frame in sorted(held, key=lambda f: f.seq):
+            self._receive(room, frame, after_catch_up=True)
