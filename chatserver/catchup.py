@@ -9,8 +9,9 @@ store is the source of truth, so this worker repairs its rooms from it instead o
   the newest one delivered here (less a margin for clocks and in-flight writes), those not delivered
   yet go out in order, then the held frames, skipping versions already delivered.
 
-Versions are compared at the stores' precision, milliseconds: should a catch-up read a message
-between two changes within one millisecond, the later one shows with the message's next change.
+Versions are compared by ``updatedAt``: every change a worker stores gets its own later millisecond
+(``ChangeClock``), so only two replicas changing one message within the same millisecond can look
+alike; the later of those then shows with the message's next change.
 The hub sees an ordinary broker; publishes pass straight through to the real one.
 """
 
@@ -62,7 +63,12 @@ class _RoomFeed:
         self.newest = max(self.newest or updated_at, updated_at)
 
     def catch_up_from(self) -> datetime:
-        return datetime.fromisoformat(self.newest or self.followed_at) - CATCH_UP_MARGIN
+        """The margin before the newest delivered change, never before this worker followed the room:
+        older changes were not this worker's to deliver (its sockets joined after them)."""
+        followed = datetime.fromisoformat(self.followed_at)
+        if self.newest is None:
+            return followed
+        return max(datetime.fromisoformat(self.newest) - CATCH_UP_MARGIN, followed)
 
 
 class CatchUpBroker(Broker):
@@ -107,8 +113,8 @@ class CatchUpBroker(Broker):
     async def ping(self) -> bool:
         return await self._inner.ping()
 
-    def _receive(self, room: str, frame: RoomFrame, after_catch_up: bool = False) -> None:
-        """Deliver in sequence; a frame held during a catch-up goes only if the catch-up did not carry it."""
+    def _receive(self, room: str, frame: RoomFrame) -> None:
+        """Deliver in sequence, or hold the frame while the room catches up."""
         feed = self._feeds.get(room)
         if feed is None:
             return
@@ -120,7 +126,7 @@ class CatchUpBroker(Broker):
             self._start_catch_up(room, feed)
         else:
             feed.last_seq = frame.seq  # also after a counter reset (a Redis restart without persistence)
-            self._deliver(room, feed, frame, only_if_new=after_catch_up)
+            self._deliver(room, feed, frame)
 
     def _resubscribed(self) -> None:
         """Anything may have been published while the subscription was down: every room catches up."""
@@ -129,10 +135,10 @@ class CatchUpBroker(Broker):
                 feed.held = []
                 self._start_catch_up(room, feed)
 
-    def _deliver(self, room: str, feed: _RoomFeed, frame: RoomFrame, *, only_if_new: bool) -> None:
-        """Hand a frame to the hub. In sequence, every frame goes (two changes of one message can share a
-        millisecond); around a catch-up, a version already delivered is skipped."""
-        if only_if_new and not feed.is_new(frame.message_id, frame.updated_at):
+    def _deliver(self, room: str, feed: _RoomFeed, frame: RoomFrame) -> None:
+        """Hand a frame to the hub unless this version of its message was delivered already: a catch-up
+        may carry a change whose own frame is still on its way (stored, not yet published)."""
+        if not feed.is_new(frame.message_id, frame.updated_at):
             return
         feed.remember(frame.message_id, frame.updated_at)
         if self._on_room_frame is not None:
@@ -156,8 +162,8 @@ class CatchUpBroker(Broker):
             now = time.time()
             for change in changes.frames:
                 frame = RoomFrame(change.text, change.message_id, change.updated_at, now)
-                self._deliver(room, feed, frame, only_if_new=True)
+                self._deliver(room, feed, frame)
             metrics.CATCH_UPS.labels("done").inc()
         held, feed.held, feed.last_seq = feed.held or [], None, None
         for frame in sorted(held, key=lambda f: f.seq):
-            self._receive(room, frame, after_catch_up=True)
+            self._receive(room, frame)

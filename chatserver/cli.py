@@ -1,4 +1,4 @@
-"""The ``chatserver`` command: ``serve`` (the default), ``token``, ``membership`` and ``cluster``."""
+"""The ``chatserver`` command: ``serve`` (the default), ``token``, ``membership``, ``cluster`` and ``client``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from chatserver.cluster import run_cluster
 
         run_cluster(args)
+    elif command == "client":
+        _client(args)
     else:
         _serve(args, settings)
 
@@ -63,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     from chatserver.cluster import add_cluster_arguments
 
     add_cluster_arguments(cluster)
+    client = commands.add_parser(
+        "client",
+        help="the reference client: print every frame as a JSON line, reconnecting and resuming",
+        description="Stays connected as README's 'Staying connected' describes; Ctrl-C stops it.",
+    )
+    client.add_argument("--url", action="append", required=True, help="a /ws/chat URL; repeat for several replicas")
+    client.add_argument("--token", required=True)
+    client.add_argument("--since", help="resume from this updatedAt")
     return parser
 
 
@@ -125,6 +135,18 @@ def _post_to_server(base_url: str, settings: Settings, change: MembershipChange)
         sys.exit(f"chatserver membership: {error.code} {error.read().decode(errors='replace')}")
     except OSError as error:
         sys.exit(f"chatserver membership: {error}")
+
+
+def _client(args: argparse.Namespace) -> None:
+    from chatserver.client import ChatClient, ClientStopped
+
+    client = ChatClient(args.url, lambda: args.token, since=args.since)
+    try:
+        asyncio.run(client.run(lambda frame: print(json.dumps(frame, ensure_ascii=False), flush=True)))
+    except ClientStopped as stopped:
+        sys.exit(f"chatserver client: {stopped.reason}")
+    except KeyboardInterrupt:
+        pass
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:

@@ -30,10 +30,11 @@ class Hub:
         self._max_sockets_per_player = max_sockets_per_player
         self._rooms: dict[str, set[Connection]] = {}
         self._by_player: dict[str, set[Connection]] = {}
+        self._count = 0
 
     @property
     def connection_count(self) -> int:
-        return len(self._connections())
+        return self._count
 
     @property
     def room_count(self) -> int:
@@ -47,6 +48,7 @@ class Hub:
         """
         mine = self._by_player.setdefault(connection.player.id, set())
         mine.add(connection)
+        self._count += 1
         metrics.OPEN_SOCKETS.inc()
         while len(mine) > self._max_sockets_per_player:
             oldest = min(mine, key=lambda c: c.id)
@@ -60,6 +62,7 @@ class Hub:
         """Remove a closed socket from every room it was in."""
         for room in list(connection.rooms):
             await self._leave(connection, room)
+        self._count -= 1
         metrics.OPEN_SOCKETS.dec()
         mine = self._by_player.get(connection.player.id)
         if mine is not None:

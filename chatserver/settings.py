@@ -65,6 +65,7 @@ class Settings:
     max_sockets_per_player: int = 5
     allowed_origins: tuple[str, ...] = ()
     resume_limit: int = 300
+    max_sockets: int = 20_000
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
 
@@ -109,6 +110,7 @@ class Settings:
             max_sockets_per_player=_int(env, "CHAT_MAX_SOCKETS_PER_PLAYER", 5),
             allowed_origins=_list(env, "CHAT_ALLOWED_ORIGINS"),
             resume_limit=_int(env, "CHAT_RESUME_LIMIT", 300),
+            max_sockets=_int(env, "CHAT_MAX_SOCKETS", 20_000),
             ping_interval_seconds=_int(env, "CHAT_PING_INTERVAL_SECONDS", 20),
             ping_timeout_seconds=_int(env, "CHAT_PING_TIMEOUT_SECONDS", 20),
         )

@@ -28,6 +28,7 @@ from chatserver.validation import parse_frame
 log = logging.getLogger(__name__)
 
 TOKEN_EXPIRED = (4401, "token expired")
+OVERLOADED = (1013, "server overloaded; try again later")
 RESTARTING = "This server is restarting; connect again to reach another one"
 
 
@@ -44,18 +45,23 @@ async def chat_socket(websocket: WebSocket) -> None:
 
     limit_send_buffer(websocket.scope, services.settings.socket_send_buffer_bytes)
     await websocket.accept()
+    if services.hub.connection_count >= services.settings.max_sockets:
+        log.warning("refusing a socket: this worker holds CHAT_MAX_SOCKETS", extra={"player_id": player.id})
+        await websocket.close(*OVERLOADED)  # 1013: the client backs off and tries again, maybe elsewhere
+        return
     connection = Connection(websocket, player, services.settings.outbound_queue_frames, abort_of(websocket.scope))
     connection.hold()  # live frames wait until ``ready`` (and any replay) is queued: nothing before it, none lost
     await services.hub.attach(connection)
-    connection.start()
-    if since is None:
-        connection.release([READY_TEXT])
-    else:
-        replay = await missed_changes(connection.player, since, services.chat, services.settings.resume_limit)
-        connection.release([*replay.texts, ready_text(replay.recovered)], skip=replay.already_sent)
-    expiry = _close_at_expiry(connection, identity.expires_at)
-    log.info("connection opened", extra={"player_id": player.id, "connection": connection.id})
+    expiry = None
     try:
+        connection.start()
+        if since is None:
+            connection.release([READY_TEXT])
+        else:
+            replay = await missed_changes(connection.player, since, services.chat, services.settings.resume_limit)
+            connection.release([*replay.texts, ready_text(replay.recovered)], skip=replay.already_sent)
+        expiry = _close_at_expiry(connection, identity.expires_at)
+        log.info("connection opened", extra={"player_id": player.id, "connection": connection.id})
         await _read_frames(websocket, connection, services)
     finally:
         if expiry is not None:

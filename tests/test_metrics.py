@@ -8,13 +8,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServerFactory
-from tests.harness import Client, ServerProcess, log_entries, token, wait_for_log
+from tests.harness import Client, log_entries, token, wait_for_log
 
 
-async def scrape(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+async def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of ``/metrics`` as ``{(name, sorted labels): value}``, parsed by Prometheus' own parser."""
     async with httpx.AsyncClient() as http:
-        answer = await http.get(f"{server.http_url}/metrics")
+        answer = await http.get(f"{base_url}/metrics")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=")
     return {
@@ -42,7 +42,7 @@ async def test_metrics_count_sockets_rooms_frames_errors_limits_and_latencies(
     for content in ("one", "two"):
         assert (await reader.recv())["message"]["content"] == content
 
-    samples = await scrape(server)
+    samples = await scrape(server.http_url)
     assert samples[("chat_open_sockets", ())] == 2
     assert samples[("chat_rooms", ())] == 2  # global and the clan's
     assert samples[("chat_frames_in_total", (("event", "clanMessage"),))] == 4
@@ -59,9 +59,9 @@ async def test_metrics_count_sockets_rooms_frames_errors_limits_and_latencies(
     await reader.close()
     await sender.close()
     for _ in range(250):  # the server notices the closes a moment after the clients: poll, no fixed sleep
-        if (await scrape(server))[("chat_open_sockets", ())] == 0:
+        if (await scrape(server.http_url))[("chat_open_sockets", ())] == 0:
             break
-    assert (await scrape(server))[("chat_open_sockets", ())] == 0
+    assert (await scrape(server.http_url))[("chat_open_sockets", ())] == 0
 
 
 async def test_log_lines_are_json_with_player_and_replica_for_opens_refusals_and_closes(

@@ -21,13 +21,13 @@ RECOVERED = {"event": "ready", "data": True, "recovered": True}
 NOT_RECOVERED = {"event": "ready", "data": True, "recovered": False}
 
 
-async def resume(server: ServerProcess, bearer: str, since: str, *, via: str = "query") -> Client:
+async def resume(ws_url: str, bearer: str, since: str, *, via: str = "query") -> Client:
     """Reconnect with ``since``; the frames up to ``ready`` are left for the test to read."""
     if via == "query":
-        connection = await websockets.connect(f"{server.ws_url}?token={bearer}&since={since}", max_queue=None)
+        connection = await websockets.connect(f"{ws_url}?token={bearer}&since={since}", max_queue=None)
     else:
         headers = {"Authorization": f"Bearer {bearer}", "X-Chat-Since": since}
-        connection = await websockets.connect(server.ws_url, additional_headers=headers, max_queue=None)
+        connection = await websockets.connect(ws_url, additional_headers=headers, max_queue=None)
     return Client(connection)
 
 
@@ -62,7 +62,7 @@ async def test_a_returning_client_gets_exactly_the_messages_and_reactions_it_mis
     for n, message in enumerate(older):
         assert (await friend.react("clan", message["_id"], ["👍", "🔥", "😀", "🎉", "❤️"][n]))["event"] == "newReaction"
 
-    back = await resume(server, mine, last_seen, via=via)
+    back = await resume(server.ws_url, mine, last_seen, via=via)
     replayed, ready = await frames_until_ready(back)
     assert ready == RECOVERED
     global_missed = [("newMessage", "global", f"missed {n}", []) for n in range(0, 20, 2)]
@@ -80,7 +80,7 @@ async def test_a_resume_with_nothing_missed_is_just_ready(server: ServerProcess,
     client = await Client.connect(server, player)
     seen = await client.post("global", "the last thing I saw")
     await client.close()
-    back = await resume(server, player, seen["updatedAt"])
+    back = await resume(server.ws_url, player, seen["updatedAt"])
     assert await frames_until_ready(back) == ([], RECOVERED)
 
 
@@ -96,7 +96,7 @@ async def test_more_missed_than_the_limit_replays_the_newest_and_says_not_recove
     for n in range(8):
         await friend.post("clan", f"missed {n}")
 
-    back = await resume(server, token(player, clan_id=clan), last_seen)
+    back = await resume(server.ws_url, token(player, clan_id=clan), last_seen)
     replayed, ready = await frames_until_ready(back)
     assert ready == NOT_RECOVERED
     assert [frame["message"]["content"] for frame in replayed] == [f"missed {n}" for n in range(3, 8)]
@@ -123,7 +123,7 @@ async def test_a_resume_during_a_steady_stream_loses_and_repeats_nothing(
         message = (await reader.recv())["message"]
         received.append(message)
     await reader.close()
-    back = await resume(server, mine, received[-1]["updatedAt"])
+    back = await resume(server.ws_url, mine, received[-1]["updatedAt"])
     replayed, ready = await frames_until_ready(back)
     assert ready == RECOVERED
     received += [frame["message"] for frame in replayed]

@@ -50,7 +50,7 @@ async def test_a_client_that_stops_reading_is_cut_while_a_hundred_others_get_eve
             assert all(received == expected for received in batches)
             sent += batch
         await stuck.read_until_closed(timeout=15)
-        assert (await scrape(small_queue_server))[("chat_slow_consumer_disconnects_total", ())] == 1
+        assert (await scrape(small_queue_server.http_url))[("chat_slow_consumer_disconnects_total", ())] == 1
     finally:
         stuck.close()
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -53,6 +53,7 @@ from chatserver.store.documents import LEGACY_REACTION_SENDER, ChatMessageDocume
 
 MOCK_SCHEME = "mongomock://"
 SERVER_SELECTION_TIMEOUT_MS = 3000
+REACT_ATTEMPTS = 50
 NEWEST_FIRST = [("createdAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
 LATEST_CHANGE_FIRST = [("updatedAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
 
@@ -177,17 +178,33 @@ class MongoStore(MessageStore):
         return document.to_stored()
 
     async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
+        """One atomic update whose ``updatedAt`` is later than the document's.
+
+        The update applies only while the document's ``updatedAt`` is older than this call's stamp. Two
+        concurrent reactions may reach the server in the other order than they were stamped (or another
+        replica's clock may run ahead); then the update matches nothing, and is retried with a stamp past
+        the document's. So each state of a message carries a later ``updatedAt`` than the one before,
+        which is how workers and clients tell a newer frame from a stale one.
+        """
         message_id = as_object_id(change.message_id)
         if message_id is None:
             return None
         collection = ChatMessageDocument.get_pymongo_collection()
+        stamp = self._clock.now()
         with driver_errors_as_unavailable():
-            raw = await collection.find_one_and_update(
-                {"_id": message_id, **room_filter(room)},
-                reaction_pipeline(change, self._clock.now()),
-                return_document=ReturnDocument.AFTER,
-            )
-        return None if raw is None else ChatMessageDocument.model_validate(raw).to_stored()
+            for _ in range(REACT_ATTEMPTS):
+                raw = await collection.find_one_and_update(
+                    {"_id": message_id, **room_filter(room), "updatedAt": {"$lt": stamp}},
+                    reaction_pipeline(change, stamp),
+                    return_document=ReturnDocument.AFTER,
+                )
+                if raw is not None:
+                    return ChatMessageDocument.model_validate(raw).to_stored()
+                current = await collection.find_one({"_id": message_id, **room_filter(room)}, {"updatedAt": 1})
+                if current is None:
+                    return None
+                stamp = max(self._clock.now(), _utc(current["updatedAt"]) + timedelta(milliseconds=1))
+        raise StoreUnavailable(f"reaction on {change.message_id} lost {REACT_ATTEMPTS} races for its updatedAt")
 
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
         query = room_filter(room)
@@ -229,6 +246,11 @@ class MongoStore(MessageStore):
         if limit <= 0:  # MongoDB reads a limit of 0 as "no limit"
             return []
         return await ChatMessageDocument.find(query).sort(NEWEST_FIRST).skip(skip).limit(limit).to_list()
+
+
+def _utc(moment: datetime) -> datetime:
+    """PyMongo returns naive UTC datetimes unless the client is tz-aware."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _url_sets(url: str, option: str) -> bool:

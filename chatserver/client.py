@@ -1,0 +1,179 @@
+"""The reference client: how a game client stays in the chat through drops, deploys and token expiry.
+
+The algorithm (README, "Staying connected"), written once here so it can be read, run
+(``chatserver client``) and tested:
+
+1. Connect with the token. Keep, for every message, the newest ``updatedAt`` processed, and the
+   newest ``updatedAt`` of all (``since``).
+2. When the socket ends, read the close code: 1012 (a replica drains for a restart) reconnects at
+   once, to another replica; 1013 (overloaded) and drops (1006, 1011, a refused connection, HTTP
+   503) back off exponentially with full jitter; 4401 (token expired) gets a fresh token and
+   reconnects at once; 1008 (policy: too slow, or this player opened too many sockets) and a refused
+   token (HTTP 401/403) stop: reconnecting would only repeat them.
+3. Reconnect with ``?since=<since>``: the server replays what changed meanwhile, then sends
+   ``ready`` with ``recovered``. ``recovered: false`` means more changed than it replays: reload
+   history over HTTP.
+4. A frame whose version of its message is not newer than the one held is a repeat and is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+log = logging.getLogger(__name__)
+
+RECONNECT_AT_ONCE = {1012}
+STOP = {1000, 1008}
+TOKEN_EXPIRED = 4401
+STOP_STATUSES = {400, 401, 403, 404}
+
+TokenSource = Callable[[], str]
+FrameHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class ClientStopped(Exception):
+    """The client gave up for a reason reconnecting cannot fix (see ``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter: a random wait in ``[0, min(cap, first * 2**attempt))``."""
+
+    first: float = 0.25
+    cap: float = 10.0
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        delay = random.uniform(0, min(self.cap, self.first * 2**self.attempt))
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class ChatClient:
+    """Connects to ``urls`` in turn (replicas or one load balancer), resumes, and keeps the message list.
+
+    ``messages`` holds every message seen, in its newest version, by id; ``since`` is what a
+    reconnect resumes from; ``connects``, ``repeats`` (frames skipped as already held) and
+    ``not_recovered`` (resumes that told the client to reload history) are there to be checked.
+    """
+
+    urls: Sequence[str]
+    token: TokenSource
+    backoff: Backoff = field(default_factory=Backoff)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    since: str | None = None
+    connects: int = 0
+    repeats: int = 0
+    not_recovered: int = 0
+    _live: Any = None  # the connection once ``ready`` arrived on it, for ``send``
+
+    async def send(self, frame: dict[str, Any]) -> bool:
+        """Send on the live connection; False when there is none right now (the caller retries later)."""
+        if self._live is None:
+            return False
+        try:
+            await self._live.send(json.dumps(frame))
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def run(self, on_frame: FrameHandler | None = None, stop: asyncio.Event | None = None) -> None:
+        """Stay connected until ``stop`` is set (or a close that reconnecting cannot fix: ``ClientStopped``)."""
+        stop = stop or asyncio.Event()
+        turn = 0
+        while not stop.is_set():
+            url = self.urls[turn % len(self.urls)]
+            turn += 1
+            wait = await self._session(url, on_frame, stop)
+            if wait and not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), self.backoff.next_delay())
+                except TimeoutError:
+                    pass
+
+    async def _session(self, url: str, on_frame: FrameHandler | None, stop: asyncio.Event) -> bool:
+        """One connection, from handshake to close; True when the next attempt should back off first."""
+        try:
+            connection = await websockets.connect(self._address(url), max_queue=None, open_timeout=5)
+        except InvalidStatus as refused:
+            status = refused.response.status_code
+            if status in STOP_STATUSES:
+                raise ClientStopped(f"handshake refused with HTTP {status}: {refused.response.body!r}") from None
+            return True
+        except (OSError, InvalidHandshake, TimeoutError):
+            return True
+        self.connects += 1
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            async for text in _until(connection, stopping):
+                frame = json.loads(text)
+                if frame.get("event") == "ready":
+                    self.backoff.reset()
+                    self._live = connection
+                    if frame.get("recovered") is False:
+                        self.not_recovered += 1
+                elif self._is_new(frame) and on_frame is not None:
+                    outcome = on_frame(frame)
+                    if outcome is not None:
+                        await outcome
+        finally:
+            self._live = None
+            stopping.cancel()
+            await connection.close()
+        return False if stop.is_set() else self._after_close(connection.close_code)
+
+    def _after_close(self, code: int | None) -> bool:
+        if code == TOKEN_EXPIRED:
+            return False  # ``token()`` is asked again on the next connect
+        if code in STOP:
+            raise ClientStopped(f"closed with {code}: reconnecting would not help")
+        return code not in RECONNECT_AT_ONCE
+
+    def _address(self, url: str) -> str:
+        address = f"{url}?token={quote(self.token())}"
+        return address if self.since is None else f"{address}&since={quote(self.since)}"
+
+    def _is_new(self, frame: dict[str, Any]) -> bool:
+        """Take a broadcast into ``messages`` unless it repeats a version held; other frames pass."""
+        message = frame.get("message")
+        if not isinstance(message, dict) or "updatedAt" not in message:
+            return True
+        held = self.messages.get(message["_id"])
+        if held is not None and held["updatedAt"] >= message["updatedAt"]:
+            self.repeats += 1
+            return False
+        self.messages[message["_id"]] = message
+        self.since = max(self.since or message["updatedAt"], message["updatedAt"])
+        return True
+
+
+async def _until(connection: Any, stopping: asyncio.Task[bool]) -> Any:
+    """The connection's text frames until it closes or ``stopping`` finishes."""
+    while True:
+        receiving = asyncio.ensure_future(connection.recv())
+        done, _ = await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if receiving not in done:
+            receiving.cancel()
+            return
+        try:
+            yield receiving.result()
+        except ConnectionClosed:
+            return

@@ -1,0 +1,174 @@
+"""No message lost or repeated across replicas: resuming on another replica, a killed subscriber
+connection, a skipped sequence number, and a rolling restart of every replica under a steady stream.
+
+The replicas share one store (MongoStore over the wire-protocol stand-in, ``tests/mongo_standin.py``),
+as production replicas share MongoDB, and one real ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from chatserver.client import ChatClient
+from chatserver.cluster import Cluster
+from tests.harness import Client, suite_env, token
+from tests.test_metrics import scrape
+from tests.test_resume import RECOVERED, frames_until_ready, resume, summary
+
+EMOJIS = ["👍", "🔥", "😀", "🎉", "❤️"]
+
+
+def shared_store_env(mongo_standin_url: str, **extra: str) -> dict[str, str]:
+    """Replicas on one store, a database of their own; players from the tokens' claims."""
+    return suite_env(
+        MONGODB_URL=mongo_standin_url,
+        MONGODB_DB=f"chat_test_{secrets.token_hex(4)}",
+        CHAT_PLAYERS_FROM_DB="false",
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, mongo_standin_url: str) -> Iterator[Cluster]:
+    env = shared_store_env(mongo_standin_url)
+    with Cluster(3, workdir=tmp_path_factory.mktemp("shared-store"), env=env) as running:
+        yield running
+
+
+async def on(cluster: Cluster, replica: int, bearer: str) -> Client:
+    return await Client.open(cluster.replicas[replica].ws_url, bearer)
+
+
+async def history(base_url: str, bearer: str, chat: str) -> list[dict[str, Any]]:
+    """A whole room from the store, oldest first, walked with the ``before`` cursor."""
+    newest_first: list[dict[str, Any]] = []
+    params = {"type": chat, "limit": "50"}
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}) as http:
+        while page := (await http.get(f"{base_url}/chat/history", params=params)).json()["data"]["ChatMessage"]:
+            newest_first += page
+            params["before"] = page[-1]["_id"]
+    return newest_first[::-1]
+
+
+async def test_a_client_resuming_on_another_replica_gets_what_happened_on_the_others_once_in_order(
+    cluster: Cluster, new_id: Callable[[], str]
+) -> None:
+    clan, player = new_id(), new_id()
+    mine = token(player, clan_id=clan)
+    away = await on(cluster, 0, mine)
+    poster = await on(cluster, 1, token(new_id(), name="Poster", clan_id=clan))
+    older = [await poster.post("clan", f"old {n}") for n in range(5)]
+    reactor = await on(cluster, 2, token(new_id(), name="Reactor", clan_id=clan))
+    for _ in older:
+        last_seen = (await away.recv())["message"]["updatedAt"]
+    await away.close()
+
+    for message, emoji in zip(older, EMOJIS, strict=True):  # on replica 2
+        assert (await reactor.react("clan", message["_id"], emoji))["event"] == "newReaction"
+        assert (await poster.recv())["event"] == "newReaction"
+    for n in range(20):  # on replica 1
+        await poster.post("clan" if n % 2 else "global", f"missed {n}")
+
+    connection = await resume(cluster.replicas[2].ws_url, mine, last_seen)
+    replayed, ready = await frames_until_ready(connection)
+    assert ready == RECOVERED
+    assert [summary(frame) for frame in replayed] == [
+        *[("newMessage", "global", f"missed {n}", []) for n in range(0, 20, 2)],
+        *[("newReaction", "clan", f"old {n}", [emoji]) for n, emoji in enumerate(EMOJIS)],
+        *[("newMessage", "clan", f"missed {n}", []) for n in range(1, 20, 2)],
+    ]
+    live = await poster.post("clan", "live on replica 1")
+    assert (await connection.recv())["message"] == live
+
+
+async def readers_get_exactly(readers: list[Client], contents: list[str]) -> None:
+    for reader in readers:
+        got = [(await reader.recv(timeout=15))["message"]["content"] for _ in contents]
+        assert got == contents
+
+
+async def test_a_killed_subscriber_connection_loses_nothing_while_messages_flow(
+    cluster: Cluster, new_id: Callable[[], str]
+) -> None:
+    clan = new_id()
+    readers = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
+    sender = await on(cluster, 0, token(new_id(), clan_id=clan))
+    contents = [f"flow {n}" for n in range(80)]
+    with redis.Redis.from_url(cluster.redis_url) as admin:
+        for n, content in enumerate(contents):
+            await sender.send({"event": "clanMessage", "data": {"content": content}})
+            if n == 30:
+                assert admin.client_kill_filter(_type="pubsub") == 3  # every replica's subscriber, mid-stream
+            await asyncio.sleep(0.005)
+    await readers_get_exactly([*readers, sender], contents)
+    await sender.send({"event": "clanMessage", "data": {"content": "and nothing more"}})
+    await readers_get_exactly(readers, ["and nothing more"])
+    for replica in cluster.replicas:
+        assert (await scrape(replica.url))[("chat_catch_ups_total", (("outcome", "done"),))] >= 1
+
+
+async def test_a_skipped_sequence_number_makes_the_room_catch_up_without_repeats(
+    cluster: Cluster, new_id: Callable[[], str]
+) -> None:
+    clan = new_id()
+    readers = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
+    sender = await on(cluster, 1, token(new_id(), clan_id=clan))
+    await sender.send({"event": "clanMessage", "data": {"content": "before the gap"}})
+    await readers_get_exactly([*readers, sender], ["before the gap"])
+    with redis.Redis.from_url(cluster.redis_url) as admin:
+        admin.incr(f"chat:seq:clan:{clan}")  # as if a frame had been published and lost
+    for content in ("after the gap", "and live again"):
+        await sender.send({"event": "clanMessage", "data": {"content": content}})
+    await readers_get_exactly([*readers, sender], ["after the gap", "and live again"])
+
+
+async def test_the_reference_client_survives_a_rolling_restart_with_the_stores_exact_message_list(
+    tmp_path: Path, mongo_standin_url: str, new_id: Callable[[], str]
+) -> None:
+    env = shared_store_env(mongo_standin_url, CHAT_DRAIN_SECONDS="5")
+    with Cluster(3, workdir=tmp_path / "rolling", env=env) as cluster:
+        reading, sending = token(new_id()), token(new_id())
+        reader = ChatClient([cluster.ws_url], lambda: reading)
+        sender = ChatClient([cluster.ws_url], lambda: sending)
+        stop = asyncio.Event()
+        running = [asyncio.create_task(reader.run(stop=stop)), asyncio.create_task(sender.run(stop=stop))]
+        restarted = asyncio.Event()
+
+        async def stream() -> int:
+            sent = 0
+            while not restarted.is_set() or sent < 20:
+                if await sender.send({"event": "globalMessage", "data": {"content": f"steady {sent}"}}):
+                    sent += 1
+                await asyncio.sleep(0.02)
+            while not await sender.send({"event": "globalMessage", "data": {"content": "the end"}}):
+                await asyncio.sleep(0.02)
+            return sent
+
+        streaming = asyncio.create_task(stream())
+        for index in range(3):
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(cluster.stop_replica, index)
+            await asyncio.to_thread(cluster.start_replica, index)
+        restarted.set()
+        sent = await asyncio.wait_for(streaming, 60)
+        for _ in range(300):
+            if any(m["content"] == "the end" for m in reader.messages.values()):
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*running)
+
+        stored = await history(cluster.public_url, reading, "global")
+        shown = sorted(reader.messages.values(), key=lambda m: (m["createdAt"], m["_id"]))
+        assert [m["_id"] for m in shown] == [m["_id"] for m in stored]
+        assert [m["content"] for m in shown][-1] == "the end" and len(shown) > 20 and sent >= 20
+        assert reader.repeats == 0, "the server sent a frame twice"
+        assert reader.connects >= 2 and sender.connects >= 2
