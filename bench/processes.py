@@ -1,0 +1,274 @@
+"""Every process a benchmark starts: servers under test and load generators, pinned, watched, always stopped.
+
+Servers go on core 0 and load generators on core 1 (``taskset``), so the two never steal each
+other's CPU on a 2-core machine. Children run in their own session (a Ctrl-C in the terminal reaches
+only the benchmark, which then stops them in its ``finally``) and get SIGTERM if the benchmark
+itself dies (``PR_SET_PDEATHSIG``), so no run leaves a server behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import queue
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+SERVER_CPU = 0
+LOAD_CPU = 1
+HOST = "127.0.0.1"
+SECRET = "bench-secret-for-the-chat-server-benchmarks-0123456789-abcdefghijklmnopqrstuvwxyz"
+ROOT = Path(__file__).resolve().parent.parent
+# The chat server's source tree: this checkout, or a snapshot of it (``git archive HEAD chatserver | tar -x
+# -C DIR``) so a benchmark measures one consistent version while the working tree is being edited.
+SOURCE = Path(os.environ.get("BENCH_CHATSERVER_SOURCE") or ROOT).resolve()
+_PR_SET_PDEATHSIG = 1
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# A benchmark floods from a few player ids and opens thousands of sockets per id: the per-player
+# rate limits and the sockets-per-player cap (README's Configuration table) would refuse that load.
+LIMITS_OFF = {
+    **{f"CHAT_{kind}_{part}": "1000000" for kind in ("MESSAGE", "REACTION", "HISTORY") for part in ("RATE", "BURST")},
+    "CHAT_MAX_SOCKETS_PER_PLAYER": "1000000",
+}
+
+
+def raise_open_files_limit() -> int:
+    """Soft ``RLIMIT_NOFILE`` up to the hard limit (children inherit it); returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def taskset(cpu: int | None) -> list[str]:
+    """The ``taskset -c CPU`` prefix, or nothing when pinning is impossible (one core, no util-linux)."""
+    if cpu is None or shutil.which("taskset") is None or cpu not in os.sched_getaffinity(0):
+        return []
+    return ["taskset", "-c", str(cpu)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment without any chat setting, plus the bench secret, the limits off and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
+    env["JWT_SECRET"] = SECRET
+    env.update(LIMITS_OFF)
+    env.update(extra or {})
+    return env
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` from ``/proc/<pid>/status`` (``VmRSS``, in kB there)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` so far, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Child:
+    """One process started by a benchmark; ``stop`` is safe to call twice and after a crash."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cpu: int | None
+    ) -> None:
+        self.name = name
+        self.argv = [*taskset(cpu), *argv]
+        self.env = dict(env) if env is not None else None
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+class Server(Child):
+    """A server under test on ``port``, its output in a log file of the run's work directory."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        workdir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        health: str | None = None,
+        cpu: int | None = SERVER_CPU,
+        cwd: Path = ROOT,
+    ) -> None:
+        super().__init__(name, argv, env=env, cpu=cpu)
+        self.cwd = cwd
+        self.port = port
+        self.health = health
+        self.log_path = workdir / f"{name}-{port}.log"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Server:
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if not self.running():
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} was not ready after {timeout:g}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            if self.health is None:
+                with socket.create_connection((HOST, self.port), timeout=1):
+                    return True
+            with _DIRECT.open(f"{self.http_url}{self.health}", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def chat_server(
+    workdir: Path, env: Mapping[str, str] | None = None, cpu: int | None = SERVER_CPU, profile: Path | None = None
+) -> Server:
+    """``chatserver --port P``, embedded unless ``env`` says otherwise, the bench secret set, limits off.
+
+    Log level ``warning``: the per-connection ``info`` lines would cost the connection benchmark a
+    JSON log write per socket. With ``profile`` the server runs under pyinstrument (see
+    ``bench/profiled_server.py``), which writes its session to that path when the server stops.
+    """
+    port = free_port()
+    program = ["-m", "chatserver"] if profile is None else ["-m", "bench.profiled_server", str(profile)]
+    argv = [sys.executable, *program, "--host", HOST, "--port", str(port), "--log-level", "warning"]
+    # Run from SOURCE, first on ``sys.path`` for ``-m``; ROOT after it for ``bench.profiled_server``.
+    server_env = clean_env({"PYTHONPATH": str(ROOT), **(env or {})})
+    return Server("chatserver", argv, port, workdir, env=server_env, health="/healthz", cpu=cpu, cwd=SOURCE)
+
+
+def redis_server(workdir: Path) -> Server:
+    """A throw-away ``redis-server`` on a free port: no persistence, loopback only, on the server core."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    return Server("redis", [*argv, "--dir", str(workdir)], port, workdir)
+
+
+class LoadClient(Child):
+    """``python -m bench.loadrun`` on the load core, spoken to in JSON lines (see that module)."""
+
+    def __init__(self, config: Mapping[str, Any], cpu: int | None = LOAD_CPU, name: str = "load") -> None:
+        config = {"host": HOST, "secret": SECRET, **config}
+        super().__init__(name, [sys.executable, "-m", "bench.loadrun", json.dumps(config)], env=None, cpu=cpu)
+        self._answers: queue.Queue[str] = queue.Queue()
+
+    def start(self) -> LoadClient:
+        self.popen = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        assert self.popen.stdout is not None
+        threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True).start()
+        return self
+
+    def _read(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            self._answers.put(line.decode())
+        self._answers.put("")
+
+    def send(self, command: str, **arguments: Any) -> None:
+        assert self.popen is not None and self.popen.stdin is not None
+        self.popen.stdin.write((json.dumps({"cmd": command, **arguments}) + "\n").encode())
+        self.popen.stdin.flush()
+
+    def answer(self, timeout: float = 300.0) -> dict[str, Any]:
+        try:
+            line = self._answers.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"{self.name} gave no answer within {timeout:g}s") from None
+        if not line:
+            raise RuntimeError(f"{self.name} exited (status {self.popen.poll() if self.popen else None})")
+        return dict(json.loads(line))
+
+    def call(self, command: str, wait: float = 300.0, **arguments: Any) -> dict[str, Any]:
+        """Run one command; ``wait`` bounds this side's wait, a ``timeout`` argument goes to the command."""
+        self.send(command, **arguments)
+        return self.answer(max(wait, float(arguments.get("timeout", 0)) + 30))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.running():
+            try:
+                self.send("quit")
+                assert self.popen is not None
+                self.popen.wait(timeout)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        super().stop(timeout)
+
+
+def workdir(prefix: str) -> Path:
+    """A fresh directory for one run's logs and raw profiles (kept, so a failed run can be read)."""
+    return Path(tempfile.mkdtemp(prefix=f"chat-bench-{prefix}-"))
