@@ -130,6 +130,17 @@ def check_reaction(data: dict[str, Any]) -> ReactionInput:
     return ReactionInput(message_id.lower(), emoji or None)
 
 
+# What JavaScript's String.prototype.trim removes (WhiteSpace and LineTerminator), as the game backend
+# trims: Python's str.strip() would also remove \x1c-\x1f and \x85 but keep U+FEFF.
+ECMASCRIPT_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
+def _trim(text: str) -> str:
+    return text.strip(ECMASCRIPT_WHITESPACE)
+
+
 def _check_content(content: Any, settings: Settings, problems: list[ErrorDetail]) -> str | None:
     if content is None:
         problems.append(_detail(ErrorReason.REQUIRED, "content", "content is required"))
@@ -137,9 +148,9 @@ def _check_content(content: Any, settings: Settings, problems: list[ErrorDetail]
     if not isinstance(content, str):
         problems.append(_detail(ErrorReason.NOT_STRING, "content", "content must be a string", _echo(content)))
         return None
-    trimmed = content.strip()
+    trimmed = _trim(content)
     if not trimmed:
-        problems.append(_detail(ErrorReason.REQUIRED, "content", "content must not be empty", content))
+        problems.append(_detail(ErrorReason.REQUIRED, "content", "content must not be empty", _echo(content)))
         return None
     limit = settings.content_max_chars
     if len(trimmed) > limit:
@@ -163,19 +174,19 @@ def _check_feeling(feeling: Any, settings: Settings, problems: list[ErrorDetail]
         return None
     if settings.feelings:
         by_folded = {allowed.casefold(): allowed for allowed in settings.feelings}
-        spelled = by_folded.get(feeling.strip().casefold())
+        spelled = by_folded.get(_trim(feeling).casefold())
         if spelled is None:
             problems.append(
                 _detail(
                     ErrorReason.WRONG_ENUM,
                     "feeling",
                     f"feeling must be one of {', '.join(settings.feelings)}",
-                    feeling,
+                    _echo(feeling),
                     additional={"allowed": list(settings.feelings)},
                 )
             )
         return spelled
-    label = feeling.strip()
+    label = _trim(feeling)
     if len(label) > settings.feeling_max_chars:
         limit = settings.feeling_max_chars
         problems.append(

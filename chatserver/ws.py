@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 TOKEN_EXPIRED = (4401, "token expired")
 OVERLOADED = (1013, "server overloaded; try again later")
 RESTARTING = "This server is restarting; connect again to reach another one"
+UNEXPECTED_TEXT = ChatError.of(ErrorReason.UNEXPECTED, None, "Internal server error").frame_text()
 
 
 async def chat_socket(websocket: WebSocket) -> None:
@@ -123,13 +124,22 @@ async def _handle_text(text: str, connection: Connection, services: Services) ->
             "request refused",
             extra={"player_id": connection.player.id, "event": event, "reason": error.reason_label},
         )
-        connection.push(error.frame_text())
+        connection.push(_error_text(error))
     except Exception:
         metrics.ERRORS.labels(ErrorReason.UNEXPECTED.value).inc()
         log.exception("unexpected failure handling a frame", extra={"player_id": connection.player.id})
         unexpected = ChatError.of(ErrorReason.UNEXPECTED, None, "Internal server error")
         unexpected.ref = ref
-        connection.push(unexpected.frame_text())
+        connection.push(_error_text(unexpected))
+
+
+def _error_text(error: ChatError) -> str:
+    """The error frame; should an echoed value not encode, the plain UNEXPECTED frame (the socket lives on)."""
+    try:
+        return error.frame_text()
+    except Exception:
+        log.exception("an error frame could not be encoded")
+        return UNEXPECTED_TEXT
 
 
 async def _deny(websocket: WebSocket, error: ChatError) -> None:

@@ -37,6 +37,11 @@ from websockets.asyncio.client import ClientConnection
 from tests.conftest import ServerFactory, _backend_env
 from tests.harness import ServerProcess, token
 
+# What JavaScript's trim() removes, as the game backend trims (not Python's str.strip()).
+JS_WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" + (
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
 EXAMPLES = 500
 FRAME_TIMEOUT = 5.0
 MAX_CONTENT = 256
@@ -217,7 +222,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 contents = st.one_of(
-    nasty_text.filter(lambda t: 0 < len(t.strip()) <= MAX_CONTENT),
+    nasty_text.filter(lambda t: 0 < len(t.strip(JS_WHITESPACE)) <= MAX_CONTENT),
     st.builds(
         lambda t, pad: f"{pad}{t}{pad}",
         st.sampled_from(["hi", "🔥", "héllo wörld", "a\nb"]),
@@ -234,15 +239,15 @@ def content_problems(data: dict[str, Any]) -> list[dict[str, Any]]:
         problems.append(detail("REQUIRED", "content", "content is required"))
     elif not isinstance(data["content"], str):
         problems.append(detail("NOT_STRING", "content", "content must be a string", echo(data["content"])))
-    elif not data["content"].strip():
+    elif not data["content"].strip(JS_WHITESPACE):
         problems.append(detail("REQUIRED", "content", "content must not be empty", data["content"]))
-    elif len(data["content"].strip()) > MAX_CONTENT:
+    elif len(data["content"].strip(JS_WHITESPACE)) > MAX_CONTENT:
         message = f"content must be shorter than or equal to {MAX_CONTENT} characters"
         problems.append(detail("MORE_THAN_MAX", "content", message, additional={"max": MAX_CONTENT}))
     feeling = data.get("feeling")
     if feeling is not None and not isinstance(feeling, str):
         problems.append(detail("NOT_STRING", "feeling", "feeling must be a string", echo(feeling)))
-    elif isinstance(feeling, str) and len(feeling.strip()) > MAX_FEELING:
+    elif isinstance(feeling, str) and len(feeling.strip(JS_WHITESPACE)) > MAX_FEELING:
         message = f"feeling must be shorter than or equal to {MAX_FEELING} characters"
         problems.append(detail("MORE_THAN_MAX", "feeling", message, additional={"max": MAX_FEELING}))
     return problems
@@ -478,7 +483,7 @@ def assert_broadcast_shape(frame: dict[str, Any]) -> None:
     assert message.get("updatedAt", message["createdAt"]) >= message["createdAt"], frame
     assert message["type"] == frame["chat"] and ("clan_id" in message) == (frame["chat"] == "clan"), frame
     assert set(message["sender"]) == {"_id", "name", "avatar"}, frame
-    assert isinstance(message["content"], str) and message["content"] == message["content"].strip(), frame
+    assert isinstance(message["content"], str) and message["content"] == message["content"].strip(JS_WHITESPACE), frame
     assert 0 < len(message["content"]) <= MAX_CONTENT, frame
     assert "feeling" not in message or isinstance(message["feeling"], str) and message["feeling"], frame
     for reaction in message["reactions"]:
@@ -501,8 +506,8 @@ def check_broadcast(fuzz: Fuzz, sender: Socket, planned: Planned, frame: dict[st
         assert message.get("clan_id") == (sender.clan_id if frame["chat"] == "clan" else None), frame
         if sent is not None:
             assert sent["event"] == f"{frame['chat']}Message", (sent, frame)
-            assert message["content"] == sent["data"]["content"].strip(), (sent, frame)
-            feeling = (sent["data"].get("feeling") or "").strip()
+            assert message["content"] == sent["data"]["content"].strip(JS_WHITESPACE), (sent, frame)
+            feeling = (sent["data"].get("feeling") or "").strip(JS_WHITESPACE)
             assert message.get("feeling") == (feeling or None), (sent, frame)
         fuzz.model.add(message)
         return

@@ -109,6 +109,8 @@ async def test_content_of_exactly_the_limit_in_emoji_code_points_is_accepted(
         ({"content": 42}, [detail("NOT_STRING", "content", "content must be a string", 42)]),
         ({"content": ["a"]}, [detail("NOT_STRING", "content", "content must be a string")]),
         ({"content": "   "}, [detail("REQUIRED", "content", "content must not be empty", "   ")]),
+        ({"content": "\ufeff\u3000\n"}, [detail("REQUIRED", "content", "content must not be empty", "\ufeff\u3000\n")]),
+        ({"content": " " * 100}, [detail("REQUIRED", "content", "content must not be empty")]),
         (
             {"content": "x" * 257},
             [
@@ -146,6 +148,8 @@ async def test_content_of_exactly_the_limit_in_emoji_code_points_is_accepted(
         "number-content",
         "list-content",
         "blank-content",
+        "blank-by-javascript-trim",
+        "long-blank-not-echoed",
         "too-long-content",
         "number-feeling",
         "too-long-feeling",
