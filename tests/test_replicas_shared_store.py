@@ -1,5 +1,6 @@
-"""No message lost or repeated across replicas: resuming on another replica, a killed subscriber
-connection, a skipped sequence number, and a rolling restart of every replica under a steady stream.
+"""Replicas sharing one store: nothing lost or repeated (resuming on another replica, a killed
+subscriber connection, a skipped sequence number, a rolling restart under a steady stream), clan
+moves read from the game database, and one subscriber connection per replica.
 
 The replicas share one store (MongoStore over the wire-protocol stand-in, ``tests/mongo_standin.py``),
 as production replicas share MongoDB, and one real ``redis-server``.
@@ -8,14 +9,17 @@ as production replicas share MongoDB, and one real ``redis-server``.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pymongo
 import pytest
 import redis
+from bson import ObjectId
 
 from chatserver.client import ChatClient
 from chatserver.cluster import Cluster
@@ -172,3 +176,50 @@ async def test_the_reference_client_survives_a_rolling_restart_with_the_stores_e
         assert [m["content"] for m in shown][-1] == "the end" and len(shown) > 20 and sent >= 20
         assert reader.repeats == 0, "the server sent a frame twice"
         assert reader.connects >= 2 and sender.connects >= 2
+
+
+async def test_with_the_game_database_a_clan_change_there_moves_the_players_sockets_on_every_replica(
+    tmp_path: Path, mongo_standin_url: str, new_id: Callable[[], str]
+) -> None:
+    """The game writes the player's new clan, then publishes; every replica re-reads it and moves the sockets."""
+    database = f"chat_test_{secrets.token_hex(4)}"
+    player, old_clan, new_clan = ObjectId(), ObjectId(), ObjectId()
+    with pymongo.MongoClient(mongo_standin_url) as client:
+        client[database]["Player"].insert_one({"_id": player, "name": "Mover", "clan_id": old_clan})
+    env = suite_env(MONGODB_URL=mongo_standin_url, MONGODB_DB=database, CHAT_PLAYERS_FROM_DB="true")
+    with Cluster(2, workdir=tmp_path / "db", env=env) as db_cluster:
+        sockets = [await Client.open(replica.ws_url, token(str(player))) for replica in db_cluster.replicas]
+        with pymongo.MongoClient(mongo_standin_url) as client:
+            client[database]["Player"].update_one({"_id": player}, {"$set": {"clan_id": new_clan}})
+        with redis.Redis.from_url(db_cluster.redis_url) as admin:
+            stale = {"player_id": str(player), "action": "leave", "clan_id": str(new_clan)}
+            admin.publish("chat:membership", json.dumps(stale))  # out of date: the database says new_clan
+            admin.publish("chat:membership", json.dumps({**stale, "action": "join"}))
+        for socket in sockets:
+            assert await socket.recv() == {"event": "clanLeft", "data": {"clan_id": str(old_clan)}}
+            assert await socket.recv() == {"event": "clanJoined", "data": {"clan_id": str(new_clan)}}
+        posted = await sockets[0].post("clan", "in the new clan")
+        assert posted["clan_id"] == str(new_clan)
+        assert (await sockets[1].recv())["message"] == posted
+
+
+async def test_each_replica_holds_one_subscriber_connection_and_a_clan_channel_only_while_it_has_members(
+    cluster: Cluster, new_id: Callable[[], str]
+) -> None:
+    clan = new_id()
+    channel = f"chat:room:clan:{clan}"
+    with redis.Redis.from_url(cluster.redis_url, decode_responses=True) as admin:
+        assert len(admin.client_list(_type="pubsub")) == 3, "one subscriber connection per replica"
+        first = await on(cluster, 0, token(new_id(), clan_id=clan))
+        second = await on(cluster, 0, token(new_id(), clan_id=clan))
+        assert admin.pubsub_numsub(channel) == [(channel, 1)], "one subscription for both local sockets"
+        await first.close()
+        await second.post("clan", "still subscribed")
+        assert admin.pubsub_numsub(channel) == [(channel, 1)]
+        await second.close()
+        for _ in range(200):  # the replica unsubscribes once it notices the last close: poll, no fixed sleep
+            if admin.pubsub_numsub(channel) == [(channel, 0)]:
+                break
+            await asyncio.sleep(0.01)
+        assert admin.pubsub_numsub(channel) == [(channel, 0)]
+        assert len(admin.client_list(_type="pubsub")) == 3
