@@ -1,6 +1,6 @@
 """A client that drops off and reconnects with ``?since=`` (or ``X-Chat-Since``) gets what it missed.
 
-One server here; across replicas, with the store shared, see ``test_resume_replicas.py``.
+One server here; across replicas, with the store shared, see ``test_replicas_shared_store.py``.
 """
 
 from __future__ import annotations
