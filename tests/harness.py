@@ -21,8 +21,10 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
 
 TEST_SECRET = "test-secret-for-the-chat-server-suite-0123456789-abcdefghijklmnopqrstuvwxyz"
 FRAME_TIMEOUT = 5.0
@@ -139,6 +141,26 @@ async def wait_for_log(server: ServerProcess, predicate: Callable[[dict[str, Any
                 return entry
         assert time.monotonic() < deadline, f"no matching log line within {LOG_TIMEOUT}s:\n{server.log()}"
         await asyncio.sleep(0.02)
+
+
+async def refusal(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """Connect and expect the handshake to be refused; return the HTTP status and JSON body."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(url, additional_headers=headers or {}):
+            pass
+    response = refused.value.response
+    assert response.headers["content-type"] == "application/json"
+    return response.status_code, json.loads(bytes(response.body))
+
+
+NOT_MEMBER = {
+    "reason": "NOT_ALLOWED",
+    "field": "clan_id",
+    "value": None,
+    "message": "Player is not a member of a clan",
+    "additional": None,
+}
+"""The error object a player without a clan gets for anything in a clan room."""
 
 
 class Client:

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import ServerFactory, _backend_env
-from tests.harness import ServerProcess, token
+from tests.harness import NOT_MEMBER, ServerProcess, token
 
 # What JavaScript's trim() removes, as the game backend trims (not Python's str.strip()).
 JS_WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" + (
@@ -68,13 +68,6 @@ NEVER = {"UNEXPECTED", "NOT_AVAILABLE", "TOO_MANY_REQUESTS", "AUTHENTICATION_FAI
 EVENTS = ["clanMessage", "globalMessage", "clanMessageReaction", "globalMessageReaction"]
 OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 CREATED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-NOT_MEMBER = {
-    "reason": "NOT_ALLOWED",
-    "field": "clan_id",
-    "value": None,
-    "message": "Player is not a member of a clan",
-    "additional": None,
-}
 INJECTIONS: list[Any] = [
     {"$ne": None},
     {"$gt": ""},

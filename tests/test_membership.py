@@ -12,16 +12,9 @@ import httpx
 import pytest
 
 from tests.conftest import ServerFactory
-from tests.harness import ROOT, Client, ServerProcess, token
+from tests.harness import NOT_MEMBER, ROOT, Client, ServerProcess, token
 
 SERVICE_TOKEN = "service-token-for-membership-tests"
-NOT_MEMBER = {
-    "reason": "NOT_ALLOWED",
-    "field": "clan_id",
-    "value": None,
-    "message": "Player is not a member of a clan",
-    "additional": None,
-}
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,17 @@ import httpx
 import jwt
 import pytest
 import websockets
-from websockets.exceptions import InvalidStatus
 
 from tests.conftest import ServerFactory
-from tests.harness import TEST_SECRET, Client, ServerProcess, token
+from tests.harness import TEST_SECRET, Client, ServerProcess, refusal, token
+
+CONTENT_NOT_STRING = {
+    "reason": "NOT_STRING",
+    "field": "content",
+    "value": None,
+    "message": "content must be a string",
+    "additional": None,
+}
 
 SERVICE_TOKEN = "service-token-for-the-security-tests-0123456789"
 ALLOWED_ORIGIN = "https://altzone.fi"
@@ -37,15 +44,6 @@ def hand_signed(header: dict[str, Any], claims: dict[str, Any], key: bytes, dige
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
     signature = hmac.new(key, signing_input.encode(), digest).digest()
     return f"{signing_input}.{b64(signature)}"
-
-
-async def refusal(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    with pytest.raises(InvalidStatus) as refused:
-        async with websockets.connect(url, additional_headers=headers or {}):
-            pass
-    response = refused.value.response
-    assert response.headers["content-type"] == "application/json"
-    return response.status_code, json.loads(bytes(response.body))
 
 
 def token_error(message: str) -> dict[str, Any]:
@@ -132,15 +130,7 @@ async def test_operator_objects_in_message_fields_are_refused_and_nothing_is_sto
 
     await client.send({"event": "clanMessage", "data": {"content": injection}, "ref": "c"})
     assert await client.recv() == {
-        "error": [
-            {
-                "reason": "NOT_STRING",
-                "field": "content",
-                "value": None,
-                "message": "content must be a string",
-                "additional": None,
-            }
-        ],
+        "error": [CONTENT_NOT_STRING],
         "ref": "c",
     }
     await client.send({"event": "clanMessage", "data": {"content": "hello", "feeling": injection}})
@@ -234,17 +224,7 @@ async def test_a_huge_number_is_not_reflected_in_the_error(
 ) -> None:
     client = await Client.connect(embedded_server, token(new_id()))
     await client.send('{"event":"globalMessage","data":{"content":' + "9" * 4000 + "}}")
-    assert await client.recv() == {
-        "error": [
-            {
-                "reason": "NOT_STRING",
-                "field": "content",
-                "value": None,
-                "message": "content must be a string",
-                "additional": None,
-            }
-        ]
-    }
+    assert await client.recv() == {"error": [CONTENT_NOT_STRING]}
 
 
 # --- the internal service token ------------------------------------------------------------------

@@ -13,17 +13,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import ServerFactory
-from tests.harness import TEST_SECRET, Client, ServerProcess, token
-
-
-async def refusal(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """Connect and expect the handshake to be refused; return the HTTP status and JSON body."""
-    with pytest.raises(InvalidStatus) as refused:
-        async with websockets.connect(url, additional_headers=headers or {}):
-            pass
-    response = refused.value.response
-    assert response.headers["content-type"] == "application/json"
-    return response.status_code, json.loads(bytes(response.body))
+from tests.harness import TEST_SECRET, Client, ServerProcess, refusal, token
 
 
 def token_error(reason: str, message: str) -> dict[str, Any]:
