@@ -30,12 +30,16 @@ _COMPONENT_MODELS: list[type[protocol.BaseModel]] = [
 
 _WS_DESCRIPTION = """Real-time chat for Altzone.
 
-**WebSocket** `GET /ws/chat` with `Authorization: Bearer <jwt>` or `?token=<jwt>`. After the
-handshake the server sends `ReadyFrame`. Client frames: `ClientFrame` (`clanMessage`,
-`globalMessage` with `MessageData`; `clanMessageReaction`, `globalMessageReaction` with
-`ReactionData`). Server frames: `BroadcastFrame` (or `WrappedBroadcastFrame` with
-`CHAT_ENVELOPE=wrapped`), `MembershipFrame`, `ErrorFrame`. A refused handshake answers HTTP 401/404
-with an `ErrorFrame` body."""
+**WebSocket** `GET /ws/chat` with `Authorization: Bearer <jwt>` or `?token=<jwt>`, and to resume
+after a reconnect `?since=<updatedAt>` or `X-Chat-Since: <updatedAt>` (the newest `updatedAt` the
+client processed): the changes since then are replayed as `BroadcastFrame`s before `ReadyFrame`,
+whose `recovered` says whether they were all of them. After the handshake the server sends
+`ReadyFrame`. Client frames: `ClientFrame` (`clanMessage`, `globalMessage` with `MessageData`;
+`clanMessageReaction`, `globalMessageReaction` with `ReactionData`). Server frames: `BroadcastFrame`
+(or `WrappedBroadcastFrame` with `CHAT_ENVELOPE=wrapped`), `MembershipFrame`, `ErrorFrame`. A
+refused handshake answers HTTP 400/401/403/404/503 with an `ErrorFrame` body. Close codes: 1012
+(draining: reconnect at once), 1013 (overloaded: back off), 4401 (token expired: new token), 1008
+(slow consumer or too many sockets of the player), 1009 (frame too large)."""
 
 
 class _FieldsNotSerializerReturnType(GenerateJsonSchema):
