@@ -13,13 +13,15 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable
 from enum import Enum
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from chatserver import metrics
 from chatserver.players import Player
+from chatserver.transport import direct_writer_of, send_of
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,11 @@ class Connection:
         self.state = ConnectionState.OPEN
         self.close_code: int | None = None
         self._abort = abort
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_frames)
+        self._send = send_of(websocket.scope) or websocket.send
+        self._write_now = direct_writer_of(websocket.scope)
+        self._outbox: deque[str | None] = deque()  # ``None`` last: send the close frame
+        self._limit = queue_frames
+        self._wakeup: asyncio.Future[None] | None = None  # set while the writer waits on an empty outbox
         self._close_reason = ""
         self._writer: asyncio.Task[None] | None = None
         self._held: list[str] | None = None
@@ -75,31 +81,39 @@ class Connection:
             if skip is None or not skip(text):
                 self.push(text)
 
-    def push(self, text: str) -> None:
-        """Queue a frame without waiting; a full queue means the client is too slow and is cut."""
+    def push(self, text: str, frame: bytes | None = None) -> None:
+        """Queue a frame without waiting; a full queue means the client is too slow and is cut.
+
+        With ``frame`` (``text`` already serialised by ``transport.text_frame``) and the writer idle on
+        an empty queue, the bytes go straight to the socket: no task wake-up, no send layers.
+        """
         if self.state is not ConnectionState.OPEN:
             return
         if self._held is not None:
             self._held.append(text)
-            if len(self._held) > self._outbox.maxsize:
+            if len(self._held) > self._limit:
                 self.cut(*SLOW_CONSUMER)
             return
-        try:
-            self._outbox.put_nowait(text)
-        except asyncio.QueueFull:
+        if frame is not None and self._wakeup is not None and self._write_now is not None and self._write_now(frame):
+            return
+        if len(self._outbox) >= self._limit:
             log.warning("cutting slow consumer", extra={"player_id": self.player.id, "connection": self.id})
             metrics.SLOW_CONSUMERS.inc()
             self.cut(*SLOW_CONSUMER)
+            return
+        self._outbox.append(text)
+        self._wake()
 
     def finish(self, code: int, reason: str) -> None:
         """Close after every frame queued so far is sent (drain, token expiry)."""
         if self.state is not ConnectionState.OPEN:
             return
         self._begin_closing(code, reason)
-        try:
-            self._outbox.put_nowait(None)
-        except asyncio.QueueFull:
+        if len(self._outbox) >= self._limit:
             self.cut(code, reason)
+            return
+        self._outbox.append(None)
+        self._wake()
 
     def cut(self, code: int, reason: str) -> None:
         """Close now, dropping what is queued, and abort the TCP connection ``CLOSE_FRAME_SECONDS`` later.
@@ -109,9 +123,9 @@ class Connection:
         """
         self._begin_closing(code, reason)
         self._held = None
-        while not self._outbox.empty():
-            self._outbox.get_nowait()
-        self._outbox.put_nowait(None)
+        self._outbox.clear()
+        self._outbox.append(None)
+        self._wake()
         asyncio.get_running_loop().call_later(CLOSE_FRAME_SECONDS, self._abort_transport)
 
     def _begin_closing(self, code: int, reason: str) -> None:
@@ -119,12 +133,28 @@ class Connection:
             self.state = ConnectionState.CLOSING
             self.close_code, self._close_reason = code, reason
 
+    def _wake(self) -> None:
+        """Resume the writer if it is waiting for frames; it then sends everything queued before waiting again."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
     async def _write_forever(self) -> None:
+        outbox, send = self._outbox, self._send
         while True:
-            text = await self._outbox.get()
+            if not outbox:
+                self._wakeup = asyncio.get_running_loop().create_future()
+                await self._wakeup
+                continue
+            text = outbox.popleft()
             if text is None:
                 break
-            await self.websocket.send_text(text)
+            try:
+                await send({"type": "websocket.send", "text": text})
+            except (OSError, WebSocketDisconnect):  # the peer is gone (uvicorn raises ClientDisconnected, an OSError)
+                return  # the receive loop sees the disconnect and ends the socket
         assert self.close_code is not None
         with contextlib.suppress(Exception):  # the peer may already be gone; the receive loop sees that
             await self.websocket.close(self.close_code, self._close_reason)

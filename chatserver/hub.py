@@ -16,6 +16,7 @@ from chatserver.broker.base import Broker, RoomFrame
 from chatserver.connection import Connection
 from chatserver.frames import membership_text
 from chatserver.store.base import RoomKey
+from chatserver.transport import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,9 @@ class Hub:
         """Fan one frame out to every local socket of ``room`` (the broker calls this): the same text to all."""
         members = self._rooms.get(room, ())
         text = frame.text
+        wire = text_frame(text)  # serialised once: server frames are unmasked, the same bytes for every socket
         for connection in members:
-            connection.push(text)
+            connection.push(text, wire)
         metrics.BROADCASTS_OUT.inc(len(members))
         metrics.BROADCAST_SECONDS.observe(max(time.time() - frame.sent_at, 0.0))
 

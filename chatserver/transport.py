@@ -6,18 +6,29 @@ unsent bytes and so does the socket, and on loopback the kernel would buffer meg
 connection's protocol object, which holds the asyncio transport) before Starlette wraps it, and
 leaves the transport in the scope. Under another server the key is simply absent: connections then
 fall back to a plain close and the kernel's default buffer.
+
+The server's ``send`` is kept in the scope too: a connection's writer calls it directly for each
+frame, skipping Starlette's state checks and exception-handler wrappers (two extra coroutine layers
+per socket per frame in a broadcast). And a broadcast frame is serialised once (``text_frame``): server
+frames are unmasked, so the same bytes serve every socket, and ``direct_writer_of`` writes them
+straight to an idle socket's transport instead of waking its writer task.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 TRANSPORT_KEY = "chatserver.transport"
+SEND_KEY = "chatserver.send"
 
 
 class TransportAccess:
@@ -29,6 +40,7 @@ class TransportAccess:
             transport: Any = getattr(getattr(send, "__self__", None), "transport", None)
             if transport is not None and hasattr(transport, "abort"):
                 scope[TRANSPORT_KEY] = transport
+                scope[SEND_KEY] = send
         await self.app(scope, receive, send)
 
 
@@ -36,6 +48,51 @@ def abort_of(scope: Scope) -> Callable[[], None] | None:
     """A function that drops the connection at once, if the server let us find its transport."""
     transport = scope.get(TRANSPORT_KEY)
     return None if transport is None else transport.abort
+
+
+def send_of(scope: Scope) -> Send | None:
+    """The server's own ASGI ``send``, before any middleware wraps it, if the server let us find its transport."""
+    send: Send | None = scope.get(SEND_KEY)
+    return send
+
+
+def text_frame(text: str) -> bytes:
+    """``text`` as one final, unmasked, uncompressed WebSocket text frame: the bytes a server writes."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
+
+
+def direct_writer_of(scope: Scope) -> Callable[[bytes], bool] | None:
+    """A function that writes a ``text_frame`` to the socket now, if nothing can be out of order or refused.
+
+    It writes only while the WebSocket is open and uvicorn's own ``send`` would not wait (the
+    transport is below its high-water mark), and says whether it did; the caller makes sure nothing
+    of its own is queued or half sent. uvicorn writes its pings, pongs and close frames to the same
+    transport synchronously, so whole frames never interleave. None when the server is not uvicorn's
+    ``websockets-sansio`` or the peer negotiated an extension (compression): then every frame goes
+    through ``send``.
+    """
+    protocol: Any = getattr(scope.get(SEND_KEY), "__self__", None)
+    conn = getattr(protocol, "conn", None)
+    writable = getattr(protocol, "writable", None)
+    if not isinstance(conn, ServerProtocol) or not isinstance(writable, asyncio.Event) or conn.extensions:
+        return None
+    transport = scope[TRANSPORT_KEY]
+
+    def write_now(frame: bytes) -> bool:
+        if conn.state is not State.OPEN or not writable.is_set() or transport.is_closing():
+            return False
+        transport.write(frame)
+        return True
+
+    return write_now
 
 
 def limit_send_buffer(scope: Scope, size: int | None) -> None:
