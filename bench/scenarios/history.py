@@ -44,7 +44,11 @@ def run(args: argparse.Namespace) -> report.Report:
     backends: dict[str, dict[str, str]] = {"embedded": {}}
     mongodb_url = os.environ.get("MONGODB_URL", "").strip()
     if mongodb_url:
-        backends["mongodb"] = {"MONGODB_URL": mongodb_url, "MONGODB_DB": f"chat_bench_{uuid.uuid4().hex[:8]}"}
+        backends["mongodb"] = {
+            "MONGODB_URL": mongodb_url,
+            "MONGODB_DB": f"chat_bench_{uuid.uuid4().hex[:8]}",
+            "CHAT_PLAYERS_FROM_DB": "false",  # the load's players are in their tokens, not in a Player collection
+        }
     results = {name: _measure(name, env, args.messages, repeat, workdir) for name, env in backends.items()}
     return _report(args.messages, repeat, results, bool(mongodb_url))
 
@@ -154,6 +158,9 @@ def _explain(env: dict[str, str]) -> list[dict[str, Any]]:
             "before cursor lookup": collection.find({"_id": ObjectId(middle["_id"]), "type": "global"}).limit(1),
             "before cursor page": collection.find(older).sort(newest).limit(LIMIT),
             "clan page 1": collection.find({"type": "clan", "clan_id": CLAN}).sort(newest).limit(LIMIT),
+            "resume changes since": collection.find({"type": "global", "updatedAt": {"$gt": middle["updatedAt"]}})
+            .sort([("updatedAt", DESCENDING), ("_id", DESCENDING)])
+            .limit(301),
         }
         found = []
         for name, cursor in shapes.items():
