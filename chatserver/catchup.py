@@ -37,6 +37,8 @@ CATCH_UP_MARGIN = timedelta(seconds=2)
 """How far before the newest delivered change a catch-up reads: covers replicas' clock skew and
 writes stored before, but published after, the newest frame seen."""
 CATCH_UP_LIMIT = 1000
+CATCH_UPS_AT_ONCE = 8
+"""Store reads in flight for catch-ups: a Redis reconnect makes every followed room catch up at once."""
 REMEMBERED_PER_ROOM = 1024
 """Versions delivered per room kept to skip repeats; a catch-up reads at most a few seconds back."""
 
@@ -50,6 +52,7 @@ class _RoomFeed:
     newest: str | None = None
     delivered: OrderedDict[str, str] = field(default_factory=OrderedDict)
     held: list[RoomFrame] | None = None
+    stale: bool = False  # the subscription broke again while a catch-up was reading: read once more
 
     def is_new(self, message_id: str, updated_at: str) -> bool:
         """Whether this version of the message is newer than any delivered here (ISO texts sort as times)."""
@@ -80,6 +83,7 @@ class CatchUpBroker(Broker):
         self._feeds: dict[str, _RoomFeed] = {}
         self._on_room_frame: RoomFrameHandler | None = None
         self._catch_ups: set[asyncio.Task[None]] = set()
+        self._store_reads = asyncio.Semaphore(CATCH_UPS_AT_ONCE)
 
     async def start(
         self,
@@ -129,11 +133,14 @@ class CatchUpBroker(Broker):
             self._deliver(room, feed, frame)
 
     def _resubscribed(self) -> None:
-        """Anything may have been published while the subscription was down: every room catches up."""
+        """Anything may have been published while the subscription was down: every room catches up
+        (a room already catching up reads the store again once its current read is done)."""
         for room, feed in self._feeds.items():
             if feed.held is None:
                 feed.held = []
                 self._start_catch_up(room, feed)
+            else:
+                feed.stale = True
 
     def _deliver(self, room: str, feed: _RoomFeed, frame: RoomFrame) -> None:
         """Hand a frame to the hub unless this version of its message was delivered already: a catch-up
@@ -150,20 +157,45 @@ class CatchUpBroker(Broker):
         task.add_done_callback(self._catch_ups.discard)
 
     async def _catch_up(self, room: str, feed: _RoomFeed) -> None:
-        """Deliver what the store has that this room missed, then the held frames, then go live again."""
+        """Deliver what the store has that this room missed, then the held frames, then go live again.
+
+        Whatever happens, the held frames go out at the end: a room must never stay held. A feed that
+        was replaced meanwhile (every local socket left and one came back) is left alone: its frames
+        belong to the new feed's sockets, which followed the room afresh.
+        """
         try:
-            changes = await self._chat.changes(
-                RoomKey.from_name(room), feed.catch_up_from(), CATCH_UP_LIMIT, known=feed.delivered.keys()
-            )
+            while True:
+                feed.stale = False
+                await self._read_missed(room, feed)
+                if not feed.stale:
+                    break
+        finally:
+            held, feed.held, feed.last_seq = feed.held or [], None, None
+            if self._feeds.get(room) is feed:
+                for frame in sorted(held, key=lambda f: f.seq):
+                    self._receive(room, frame)
+
+    async def _read_missed(self, room: str, feed: _RoomFeed) -> None:
+        try:
+            async with self._store_reads:
+                changes = await self._chat.changes(
+                    RoomKey.from_name(room), feed.catch_up_from(), CATCH_UP_LIMIT, known=feed.delivered.keys()
+                )
         except StoreUnavailable:
             log.warning("catch-up could not read the store; frames lost meanwhile stay lost", extra={"room": room})
             metrics.CATCH_UPS.labels("failed").inc()
-        else:
-            now = time.time()
-            for change in changes.frames:
-                frame = RoomFrame(change.text, change.message_id, change.updated_at, now)
-                self._deliver(room, feed, frame)
-            metrics.CATCH_UPS.labels("done").inc()
-        held, feed.held, feed.last_seq = feed.held or [], None, None
-        for frame in sorted(held, key=lambda f: f.seq):
-            self._receive(room, frame)
+            return
+        except Exception:
+            log.exception("catch-up failed; frames lost meanwhile stay lost", extra={"room": room})
+            metrics.CATCH_UPS.labels("failed").inc()
+            return
+        if self._feeds.get(room) is not feed:
+            return
+        if not changes.complete:
+            log.warning(
+                "catch-up found more than %d changes; the oldest stay lost", CATCH_UP_LIMIT, extra={"room": room}
+            )
+        now = time.time()
+        for change in changes.frames:
+            self._deliver(room, feed, RoomFrame(change.text, change.message_id, change.updated_at, now))
+        metrics.CATCH_UPS.labels("done").inc()

@@ -8,12 +8,16 @@ The algorithm (README, "Staying connected"), written once here so it can be read
 2. When the socket ends, read the close code: 1012 (a replica drains for a restart) reconnects at
    once, to another replica; 1013 (overloaded) and drops (1006, 1011, a refused connection, HTTP
    503) back off exponentially with full jitter; 4401 (token expired) gets a fresh token and
-   reconnects at once; 1008 (policy: too slow, or this player opened too many sockets) and a refused
-   token (HTTP 401/403) stop: reconnecting would only repeat them.
-3. Reconnect with ``?since=<since>``: the server replays what changed meanwhile, then sends
-   ``ready`` with ``recovered``. ``recovered: false`` means more changed than it replays: reload
-   history over HTTP.
-4. A frame whose version of its message is not newer than the one held is a repeat and is skipped.
+   reconnects at once; 1008 "slow consumer" (the client stopped reading) backs off and reconnects;
+   1008 for too many sockets of this player, 1009 (a frame too large) and a refused token (HTTP
+   401/403) stop: reconnecting would only repeat them.
+3. Reconnect with ``?since=<since less RESUME_OVERLAP>``: the server replays what changed after
+   that, then sends ``ready`` with ``recovered``. ``recovered: false`` means more changed than it
+   replays: reload history over HTTP. The overlap catches a change stamped just before ``since`` but
+   published after it (two writes finishing in the other order than they started).
+4. A frame whose version of its message is not newer than the one held is skipped: the overlap's
+   replay repeats what the client has. The same version twice on one connection would be the
+   server's fault, and is counted (``repeats``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -33,7 +38,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 log = logging.getLogger(__name__)
 
 RECONNECT_AT_ONCE = {1012}
-STOP = {1000, 1008}
+STOP = {1000, 1008, 1009}
+SLOW_CONSUMER = (1008, "slow consumer")
+RESUME_OVERLAP = timedelta(seconds=2)
 TOKEN_EXPIRED = 4401
 STOP_STATUSES = {400, 401, 403, 404}
 
@@ -70,8 +77,8 @@ class Backoff:
 class ChatClient:
     """Connects to ``urls`` in turn (replicas or one load balancer), resumes, and keeps the message list.
 
-    ``messages`` holds every message seen, in its newest version, by id; ``since`` is what a
-    reconnect resumes from; ``connects``, ``repeats`` (frames skipped as already held) and
+    ``messages`` holds every message seen, in its newest version, by id; ``since`` is the newest
+    ``updatedAt`` of all; ``connects``, ``repeats`` (one version sent twice on one connection) and
     ``not_recovered`` (resumes that told the client to reload history) are there to be checked.
     """
 
@@ -84,6 +91,7 @@ class ChatClient:
     repeats: int = 0
     not_recovered: int = 0
     _live: Any = None  # the connection once ``ready`` arrived on it, for ``send``
+    _on_this_connection: set[tuple[str, str]] = field(default_factory=set)  # versions seen since connecting
 
     async def send(self, frame: dict[str, Any]) -> bool:
         """Send on the live connection; False when there is none right now (the caller retries later)."""
@@ -121,6 +129,7 @@ class ChatClient:
         except (OSError, InvalidHandshake, TimeoutError):
             return True
         self.connects += 1
+        self._on_this_connection = set()
         stopping = asyncio.create_task(stop.wait())
         try:
             async for text in _until(connection, stopping):
@@ -138,27 +147,36 @@ class ChatClient:
             self._live = None
             stopping.cancel()
             await connection.close()
-        return False if stop.is_set() else self._after_close(connection.close_code)
+        return False if stop.is_set() else self._after_close(connection.close_code, connection.close_reason)
 
-    def _after_close(self, code: int | None) -> bool:
+    def _after_close(self, code: int | None, reason: str | None) -> bool:
         if code == TOKEN_EXPIRED:
             return False  # ``token()`` is asked again on the next connect
+        if (code, reason) == SLOW_CONSUMER:
+            return True  # the phone stalled; it may read again after a pause
         if code in STOP:
             raise ClientStopped(f"closed with {code}: reconnecting would not help")
         return code not in RECONNECT_AT_ONCE
 
     def _address(self, url: str) -> str:
         address = f"{url}?token={quote(self.token())}"
-        return address if self.since is None else f"{address}&since={quote(self.since)}"
+        if self.since is None:
+            return address
+        resume_from = datetime.fromisoformat(self.since) - RESUME_OVERLAP
+        return f"{address}&since={quote(resume_from.isoformat(timespec='milliseconds'))}"
 
     def _is_new(self, frame: dict[str, Any]) -> bool:
         """Take a broadcast into ``messages`` unless it repeats a version held; other frames pass."""
         message = frame.get("message")
         if not isinstance(message, dict) or "updatedAt" not in message:
             return True
+        version = (message["_id"], message["updatedAt"])
+        if version in self._on_this_connection:
+            self.repeats += 1
+            return False
+        self._on_this_connection.add(version)
         held = self.messages.get(message["_id"])
         if held is not None and held["updatedAt"] >= message["updatedAt"]:
-            self.repeats += 1
             return False
         self.messages[message["_id"]] = message
         self.since = max(self.since or message["updatedAt"], message["updatedAt"])

@@ -65,7 +65,7 @@ class Connection:
         """Stop the writer once the socket is gone (the receive loop ended)."""
         if self._writer is not None:
             self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # it ended on its own or was cancelled
                 await self._writer
 
     def hold(self) -> None:
@@ -73,10 +73,18 @@ class Connection:
         self._held = []
 
     def release(self, first: list[str], skip: Callable[[str], bool] | None = None) -> None:
-        """Queue ``first`` (``ready``, after any replay), then the held frames that ``skip`` does not reject."""
+        """Queue ``first`` (``ready``, after any replay), then the held frames that ``skip`` does not reject.
+
+        ``first`` is what the server chose to send (a replay is bounded by ``CHAT_RESUME_LIMIT`` a room), so
+        the socket's bound grows by its size: a resuming client is not cut for the replay it asked for, and
+        the live frames behind it still get the usual room.
+        """
         held, self._held = self._held or [], None
-        for text in first:
-            self.push(text)
+        if self.state is not ConnectionState.OPEN:
+            return
+        self._outbox.extend(first)
+        self._limit += len(first)
+        self._wake()
         for text in held:
             if skip is None or not skip(text):
                 self.push(text)
@@ -153,8 +161,10 @@ class Connection:
                 break
             try:
                 await send({"type": "websocket.send", "text": text})
-            except (OSError, WebSocketDisconnect):  # the peer is gone (uvicorn raises ClientDisconnected, an OSError)
-                return  # the receive loop sees the disconnect and ends the socket
+            except (OSError, RuntimeError, WebSocketDisconnect):
+                # The peer is gone (uvicorn raises ClientDisconnected, an OSError) or uvicorn already sent a
+                # close (keep-alive timeout, protocol error: RuntimeError): the receive loop ends the socket.
+                return
         assert self.close_code is not None
         with contextlib.suppress(Exception):  # the peer may already be gone; the receive loop sees that
             await self.websocket.close(self.close_code, self._close_reason)

@@ -13,7 +13,7 @@ import time
 
 from chatserver import metrics
 from chatserver.broker.base import Broker, RoomFrame
-from chatserver.connection import Connection
+from chatserver.connection import Connection, ConnectionState
 from chatserver.frames import membership_text
 from chatserver.store.base import RoomKey
 from chatserver.transport import text_frame
@@ -51,10 +51,9 @@ class Hub:
         mine.add(connection)
         self._count += 1
         metrics.OPEN_SOCKETS.inc()
-        while len(mine) > self._max_sockets_per_player:
-            oldest = min(mine, key=lambda c: c.id)
-            mine.discard(oldest)
-            oldest.finish(*TOO_MANY_SOCKETS)
+        open_ones = sorted((c for c in mine if c.state is ConnectionState.OPEN), key=lambda c: c.id)
+        for oldest in open_ones[: max(len(open_ones) - self._max_sockets_per_player, 0)]:
+            oldest.cut(*TOO_MANY_SOCKETS)  # cut, not finish: the old device may be the one that stopped reading
         await self._join(connection, RoomKey.global_room().name)
         if connection.player.clan_id is not None:
             await self._join(connection, RoomKey.clan(connection.player.clan_id).name)

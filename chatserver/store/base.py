@@ -119,11 +119,13 @@ class ChangeClock:
     def __init__(self) -> None:
         self._last: datetime | None = None
 
-    def now(self) -> datetime:
+    def now(self, after: datetime | None = None) -> datetime:
+        """A fresh stamp, also later than ``after`` when given (a document's own, newer ``updatedAt``)."""
         now = datetime.now(UTC)
         stamp = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        if self._last is not None and stamp <= self._last:
-            stamp = self._last + timedelta(milliseconds=1)
+        for floor in (self._last, after):
+            if floor is not None and stamp <= floor:
+                stamp = floor + timedelta(milliseconds=1)
         self._last = stamp
         return stamp
 

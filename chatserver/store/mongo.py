@@ -26,9 +26,11 @@ Beanie binds document classes to one database per process, so a process has one 
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -54,6 +56,7 @@ from chatserver.store.documents import LEGACY_REACTION_SENDER, ChatMessageDocume
 MOCK_SCHEME = "mongomock://"
 SERVER_SELECTION_TIMEOUT_MS = 3000
 REACT_ATTEMPTS = 50
+REACT_RETRY_JITTER_SECONDS = 0.005
 NEWEST_FIRST = [("createdAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
 LATEST_CHANGE_FIRST = [("updatedAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
 
@@ -203,7 +206,8 @@ class MongoStore(MessageStore):
                 current = await collection.find_one({"_id": message_id, **room_filter(room)}, {"updatedAt": 1})
                 if current is None:
                     return None
-                stamp = max(self._clock.now(), _utc(current["updatedAt"]) + timedelta(milliseconds=1))
+                await asyncio.sleep(random.uniform(0, REACT_RETRY_JITTER_SECONDS))  # spread out the racers
+                stamp = self._clock.now(after=_utc(current["updatedAt"]))
         raise StoreUnavailable(f"reaction on {change.message_id} lost {REACT_ATTEMPTS} races for its updatedAt")
 
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
