@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from chatserver.cluster import Cluster
 from tests.conftest import ServerFactory
@@ -164,3 +165,25 @@ async def test_a_client_that_never_answers_pings_is_dropped(
     answering = await Client.connect(server, token(new_id()))
     await asyncio.sleep(3)  # three ping intervals: a client that answers them stays
     assert (await answering.post("global", "still here"))["content"] == "still here"
+
+
+async def test_a_worker_at_its_socket_cap_closes_new_sockets_with_1013(
+    server_factory: ServerFactory, new_id: Callable[[], str]
+) -> None:
+    server = server_factory(CHAT_MAX_SOCKETS="2")
+    held = [await Client.connect(server, token(new_id())) for _ in range(2)]
+    refused = await Client.connect(server, token(new_id()), ready=False)
+    await asyncio.wait_for(refused.connection.wait_closed(), 5)
+    closed = (refused.connection.close_code, refused.connection.close_reason)
+    assert closed == (1013, "server overloaded; try again later")
+    await held[0].close()
+    await held[0].connection.wait_closed()
+    frame: Any = None
+    for _ in range(100):  # the worker notices the close a moment later: retry, no fixed sleep
+        again = await Client.connect(server, token(new_id()), ready=False)
+        try:
+            frame = await again.recv()
+            break
+        except ConnectionClosed:
+            assert again.connection.close_code == 1013
+    assert frame == {"event": "ready", "data": True}

@@ -14,6 +14,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
+from chatserver.client import ChatClient
 from tests.conftest import ServerFactory
 from tests.harness import Client, ServerProcess, token
 
@@ -152,3 +153,31 @@ async def test_an_unreadable_since_is_refused_with_400(
             }
         ]
     }
+
+
+async def test_the_reference_client_gets_a_fresh_token_after_4401_and_resumes_without_a_gap(
+    embedded_server: ServerProcess, new_id: Callable[[], str]
+) -> None:
+    player, minted = new_id(), []
+
+    def fresh_token() -> str:  # what a game client does: sign in again (here, tokens live 2 s)
+        minted.append(token(player, exp_in=2))
+        return minted[-1]
+
+    reader = ChatClient([embedded_server.ws_url], fresh_token)
+    stop = asyncio.Event()
+    running = asyncio.create_task(reader.run(stop=stop))
+    sender = await Client.connect(embedded_server, token(new_id()))
+    for n in range(30):  # about 3 s of traffic: the reader's first token expires in the middle
+        await sender.post("global", f"t{n}")
+        await asyncio.sleep(0.1)
+    for _ in range(200):
+        if any(m["content"] == "t29" for m in reader.messages.values()):
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await running
+    assert [m["content"] for m in sorted(reader.messages.values(), key=lambda m: m["createdAt"])] == [
+        f"t{n}" for n in range(30)
+    ]
+    assert reader.connects >= 2 and len(minted) >= 2 and reader.repeats == 0
