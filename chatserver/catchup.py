@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -195,7 +194,6 @@ class CatchUpBroker(Broker):
             log.warning(
                 "catch-up found more than %d changes; the oldest stay lost", CATCH_UP_LIMIT, extra={"room": room}
             )
-        now = time.time()
-        for change in changes.frames:
-            self._deliver(room, feed, RoomFrame(change.text, change.message_id, change.updated_at, now))
+        for frame in changes.frames:
+            self._deliver(room, feed, frame)
         metrics.CATCH_UPS.labels("done").inc()

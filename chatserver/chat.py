@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,7 @@ from datetime import datetime
 from chatserver import metrics
 from chatserver.broker.base import Broker, BrokerUnavailable, RoomFrame
 from chatserver.errors import ChatError, not_available, not_found
-from chatserver.frames import ChangeFrame, broadcast_text, iso_millis, message_view, sender_of
+from chatserver.frames import broadcast_text, iso_millis, message_view, sender_of
 from chatserver.players import Player, PlayerDirectory
 from chatserver.protocol import (
     BroadcastEvent,
@@ -49,7 +50,7 @@ _REACTION_EVENTS = {InboundEvent.CLAN_MESSAGE_REACTION, InboundEvent.GLOBAL_MESS
 class Changes:
     """A room's changes as broadcast frames, oldest first; ``complete`` is False when some were left out."""
 
-    frames: list[ChangeFrame]
+    frames: list[RoomFrame]
     complete: bool
 
 
@@ -145,12 +146,13 @@ class ChatService:
         with metrics.timed(metrics.STORE_SECONDS.labels("changes")):
             found = await self._store.changes_since(room, since, limit)
         profiles = await self._players.profiles({m.sender_id for m in found.messages})
+        read_at = time.time()
         frames = []
         for stored in found.messages:
             is_new = stored.created_at > since and stored.id not in known
             event = BroadcastEvent.NEW_MESSAGE if is_new else BroadcastEvent.NEW_REACTION
             text = broadcast_text(event, message_view(stored, sender_of(stored, profiles)), self._settings.envelope)
-            frames.append(ChangeFrame(stored.id, iso_millis(stored.updated_at), text))
+            frames.append(RoomFrame(text, stored.id, iso_millis(stored.updated_at), read_at))
         return Changes(frames, found.complete)
 
     async def history(self, player: Player, request: HistoryRequest) -> HistoryPage:

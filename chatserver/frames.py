@@ -7,7 +7,6 @@ worker, so fan-out does no per-socket JSON work.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 
 from chatserver.players import Player
@@ -67,15 +66,6 @@ def broadcast_text(event: BroadcastEvent, message: Message, envelope: Envelope) 
     if envelope is Envelope.WRAPPED:
         return WrappedBroadcastFrame(message=frame).model_dump_json(by_alias=True)
     return frame.model_dump_json(by_alias=True)
-
-
-@dataclass(frozen=True)
-class ChangeFrame:
-    """A broadcast's text with the version of the message it carries: ``(message id, updatedAt)``."""
-
-    message_id: str
-    updated_at: str
-    text: str
 
 
 def change_of(text: str) -> tuple[str, str] | None:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 
+from chatserver.broker.base import RoomFrame
 from chatserver.chat import ChatService
 from chatserver.errors import ChatError
-from chatserver.frames import ChangeFrame, change_of
+from chatserver.frames import change_of
 from chatserver.players import Player
 from chatserver.protocol import ErrorReason
 from chatserver.store.base import RoomKey, StoreUnavailable
@@ -49,7 +50,7 @@ def since_from_request(headers: Mapping[str, str], query: Mapping[str, str]) -> 
 class Replay:
     """The missed changes of a socket's rooms, and whether they are all of them."""
 
-    frames: list[ChangeFrame]
+    frames: list[RoomFrame]
     recovered: bool
 
     @property
@@ -75,7 +76,7 @@ class Replay:
 async def missed_changes(player: Player, since: datetime, chat: ChatService, limit: int) -> Replay:
     """Every room of ``player`` in turn (global, then the clan), at most ``limit`` changes each."""
     rooms = [RoomKey.global_room()] + ([RoomKey.clan(player.clan_id)] if player.clan_id is not None else [])
-    frames: list[ChangeFrame] = []
+    frames: list[RoomFrame] = []
     recovered = True
     for room in rooms:
         try:

@@ -24,7 +24,8 @@ class RoomFrame:
 
     ``message_id``/``updated_at`` name the version of the message it carries (to skip it when a
     catch-up already delivered it), ``sent_at`` is when the client's frame arrived (epoch seconds,
-    for the latency metric) and ``seq`` the room's number for it, given at publish (0 before).
+    for the latency metric; for a frame read back from the store, when it was read) and ``seq`` the
+    room's number for it, given at publish (0 before, and for frames read back from the store).
     """
 
     text: str
