@@ -1,7 +1,7 @@
 """``python -m bench <scenario> [--quick] [options]``: run one benchmark scenario (or ``all``) and write its results.
 
-Scenarios: ``fanout``, ``replicas``, ``connections``, ``history``. Each writes
-``bench/results/<scenario>.json``, ``.md`` and ``.png``. Every process a scenario starts is stopped
+Scenarios: ``fanout``, ``replicas``, ``connections``, ``history``, ``encoding``. Each writes
+``bench/results/<scenario>.json``, ``.md`` and (but ``encoding``) ``.png``. Every process a scenario starts is stopped
 when it ends, fails, or is interrupted (Ctrl-C or SIGTERM).
 """
 
@@ -16,7 +16,7 @@ from types import FrameType
 
 from bench import processes, report
 
-SCENARIOS = ("fanout", "replicas", "connections", "history")
+SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -34,8 +34,12 @@ def ready_text(recovered: bool | None) -> str:
 
 
 def iso_millis(moment: datetime) -> str:
-    """``2025-06-23T13:03:15.778Z``: UTC, milliseconds, ``Z``, as the game backend's JSON dates."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """``2025-06-23T13:03:15.778Z``: UTC, milliseconds, ``Z``, as the game backend's JSON dates.
+
+    ``isoformat`` then a cut of any UTC offset: half the time of ``strftime``, which was a third of a
+    history page's use-case time (50 messages, two dates each).
+    """
+    return moment.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def sender_of(message: StoredMessage, profiles: dict[str, Player]) -> Sender:

@@ -127,6 +127,7 @@ def check_reaction(data: dict[str, Any]) -> ReactionInput:
         problems.append(_detail(ErrorReason.VALIDATION, "emoji", "emoji must be a single emoji", _echo(emoji)))
     if problems:
         raise ChatError(problems)
+    assert isinstance(message_id, str)  # is_object_id held
     return ReactionInput(message_id.lower(), emoji or None)
 
 
