@@ -39,11 +39,12 @@ def since_from_request(headers: Mapping[str, str], query: Mapping[str, str]) -> 
         return None
     try:
         moment = datetime.fromisoformat(raw)
-    except ValueError:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a time at the calendar's edge moved past it to UTC
         raise ChatError.of(
             ErrorReason.VALIDATION, "since", "since must be an ISO-8601 time such as 2025-06-23T13:03:15.778Z", raw[:64]
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment
 
 
 @dataclass
