@@ -51,6 +51,10 @@ def authenticate(token: str | None, settings: Settings) -> Identity:
         raise _token_error(ErrorReason.AUTHENTICATION_FAILED, "The access token is expired") from None
     except jwt.PyJWTError:
         raise _token_error(ErrorReason.AUTHENTICATION_FAILED, "The access token is invalid") from None
+    exp = claims.get("exp")
+    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int | float)):
+        # PyJWT reads "exp": "1796215549" as a number, but no expiry timer would be set: RFC 7519 wants a NumericDate.
+        raise _token_error(ErrorReason.AUTHENTICATION_FAILED, "The access token is invalid")
     player_id = claims.get("player_id")
     if not isinstance(player_id, str) or not player_id:
         raise _token_error(ErrorReason.AUTHENTICATION_FAILED, "The access token has no player_id")
@@ -60,7 +64,7 @@ def authenticate(token: str | None, settings: Settings) -> Identity:
         name=_optional_str(claims.get("name")),
         clan_id=_optional_str(claims.get("clan_id")),
         avatar=claims.get("avatar") if isinstance(claims.get("avatar"), dict) else None,
-        expires_at=float(claims["exp"]) if isinstance(claims.get("exp"), int | float) else None,
+        expires_at=None if exp is None else float(exp),
     )
 
 

@@ -72,6 +72,13 @@ async def test_token_signed_with_another_hmac_algorithm_is_refused(
     assert (status, body) == (401, token_error("AUTHENTICATION_FAILED", "The access token is invalid"))
 
 
+async def test_token_with_a_string_exp_is_refused(embedded_server: ServerProcess, new_id: Callable[[], str]) -> None:
+    """A string ``exp`` would pass PyJWT's check yet set no expiry timer: the socket would outlive its token."""
+    odd = jwt.encode({"player_id": new_id(), "exp": str(int(time.time()) + 60)}, TEST_SECRET, algorithm="HS256")
+    status, body = await refusal(f"{embedded_server.ws_url}?token={odd}")
+    assert (status, body) == (401, token_error("AUTHENTICATION_FAILED", "The access token is invalid"))
+
+
 async def test_token_without_player_id_is_refused(embedded_server: ServerProcess) -> None:
     no_player = jwt.encode({"profile_id": "p", "exp": int(time.time()) + 60}, TEST_SECRET, algorithm="HS256")
     status, body = await refusal(f"{embedded_server.ws_url}?token={no_player}")
