@@ -69,7 +69,11 @@ def _history_request(request: Request, services: Services) -> HistoryRequest:
         chat = ChatType(raw_type)
     except ValueError:
         raise ChatError.of(
-            ErrorReason.WRONG_ENUM, "type", "type must be clan or global", raw_type, {"allowed": ["clan", "global"]}
+            ErrorReason.WRONG_ENUM,
+            "type",
+            "type must be clan or global",
+            raw_type[:64],  # echoed cut, as ``since`` is: a 10,000-character value is not reflected whole
+            {"allowed": ["clan", "global"]},
         ) from None
     limit = _whole_number(params.get("limit"), "limit", settings.history_default_limit)
     if limit < 1:

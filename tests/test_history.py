@@ -141,6 +141,12 @@ def test_clan_history_without_a_clan_is_403(server: ServerProcess, new_id: Calla
                 400, "WRONG_ENUM", "type", "type must be clan or global", "private", {"allowed": ["clan", "global"]}
             ),
         ),
+        (
+            {"type": "x" * 10_000},
+            error_body(
+                400, "WRONG_ENUM", "type", "type must be clan or global", "x" * 64, {"allowed": ["clan", "global"]}
+            ),
+        ),
         ({"page": "0"}, error_body(400, "VALIDATION", "page", "page must be 1 or more", 0)),
         ({"page": "two"}, error_body(400, "VALIDATION", "page", "page must be a whole number", "two")),
         (
@@ -150,7 +156,15 @@ def test_clan_history_without_a_clan_is_403(server: ServerProcess, new_id: Calla
         ({"limit": "ten"}, error_body(400, "VALIDATION", "limit", "limit must be a whole number", "ten")),
         ({"before": "nope"}, error_body(400, "VALIDATION", "before", "before must be a 24-character hex id", "nope")),
     ],
-    ids=["unknown-type", "page-zero", "page-word", "page-beyond-64-bit-skip", "limit-word", "before-not-id"],
+    ids=[
+        "unknown-type",
+        "huge-type-cut",
+        "page-zero",
+        "page-word",
+        "page-beyond-64-bit-skip",
+        "limit-word",
+        "before-not-id",
+    ],
 )
 def test_bad_query_is_400_with_the_reason(
     server: ServerProcess, new_id: Callable[[], str], params: dict[str, str], body: dict[str, Any]
