@@ -52,7 +52,7 @@ def authenticate(token: str | None, settings: Settings) -> Identity:
     except jwt.PyJWTError:
         raise _token_error(ErrorReason.AUTHENTICATION_FAILED, "The access token is invalid") from None
     exp = claims.get("exp")
-    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int | float)):
+    if exp is not None and not isinstance(exp, int | float):
         # PyJWT reads "exp": "1796215549" as a number, but no expiry timer would be set: RFC 7519 wants a NumericDate.
         raise _token_error(ErrorReason.AUTHENTICATION_FAILED, "The access token is invalid")
     player_id = claims.get("player_id")
