@@ -14,8 +14,8 @@ from typing import Any
 
 import jwt
 
-from chatserver.errors import ChatError
 from chatserver.protocol import ErrorReason
+from chatserver.protocol.errors import ChatError
 from chatserver.settings import Settings
 
 

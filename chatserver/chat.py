@@ -16,34 +16,18 @@ from datetime import datetime
 
 from chatserver import metrics
 from chatserver.broker.base import Broker, BrokerUnavailable, RoomFrame
-from chatserver.errors import ChatError, not_available, not_found
-from chatserver.frames import broadcast_text, iso_millis, message_view, sender_of
+from chatserver.frames import iso_millis, message_view, sender_of
 from chatserver.players import Player, PlayerDirectory
-from chatserver.protocol import (
-    BroadcastEvent,
-    ChatType,
-    ErrorReason,
-    HistoryData,
-    HistoryMetaData,
-    HistoryPage,
-    InboundEvent,
-    PaginationData,
-    Sender,
-)
+from chatserver.protocol.errors import ChatError, not_available, not_found
+from chatserver.protocol.inbound import Bucket, Command, PostMessage, React
+from chatserver.protocol.models import HistoryData, HistoryMetaData, HistoryPage, PaginationData, Sender
+from chatserver.protocol.outbound import broadcast_text
+from chatserver.protocol.vocabulary import BroadcastEvent, ChatType, ErrorReason, RoomKey
 from chatserver.ratelimit import RateLimiter
 from chatserver.settings import Rate, Settings
-from chatserver.store.base import MessageStore, NewMessage, ReactionChange, RoomKey, StoredMessage, StoreUnavailable
-from chatserver.validation import InboundFrame, check_message, check_reaction
+from chatserver.store.base import MessageStore, NewMessage, ReactionChange, StoredMessage, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-_CHAT_OF_EVENT = {
-    InboundEvent.CLAN_MESSAGE: ChatType.CLAN,
-    InboundEvent.GLOBAL_MESSAGE: ChatType.GLOBAL,
-    InboundEvent.CLAN_MESSAGE_REACTION: ChatType.CLAN,
-    InboundEvent.GLOBAL_MESSAGE_REACTION: ChatType.GLOBAL,
-}
-_REACTION_EVENTS = {InboundEvent.CLAN_MESSAGE_REACTION, InboundEvent.GLOBAL_MESSAGE_REACTION}
 
 
 @dataclass(frozen=True)
@@ -81,18 +65,21 @@ class ChatService:
         self._players = players
         self._limiter = limiter
 
-    async def handle(self, player: Player, frame: InboundFrame) -> None:
-        """Carry out one client frame; raises ``ChatError`` for the sender's one error frame.
-
-        The player's bucket is charged before validation, so a flood of bad frames is limited too.
-        """
-        chat = _CHAT_OF_EVENT[frame.event]
-        if frame.event in _REACTION_EVENTS:
-            await self.check_rate(player, "reactions", self._settings.reaction_rate)
-            await self.react(player, chat, frame.data, frame.received_at)
+    async def execute(self, player: Player, command: Command) -> None:
+        """Carry out one client command; raises ``ChatError`` for the sender's one error frame."""
+        if isinstance(command, React):
+            await self.react(player, command)
         else:
-            await self.check_rate(player, "messages", self._settings.message_rate)
-            await self.post(player, chat, frame.data, frame.received_at)
+            await self.post(player, command)
+
+    async def charge(self, player: Player, bucket: Bucket) -> None:
+        """Take one token from the player's ``bucket``: every frame pays, before its ``data`` is checked."""
+        rate = self._settings.reaction_rate if bucket is Bucket.REACTIONS else self._settings.message_rate
+        await self.check_rate(player, bucket.value, rate)
+
+    async def charge_connect(self, player: Player) -> None:
+        """Take a connect token: a reconnect loop is refused (429) before it reads history or joins rooms."""
+        await self.check_rate(player, "connects", self._settings.connect_rate)
 
     async def check_rate(self, player: Player, kind: str, rate: Rate) -> None:
         """Raise TOO_MANY_REQUESTS, with ``additional.retry_after_ms``, when the player's bucket is empty."""
@@ -106,11 +93,10 @@ class ChatService:
                 additional={"retry_after_ms": wait_ms},
             )
 
-    async def post(self, player: Player, chat: ChatType, data: dict[str, object], received_at: float) -> None:
-        """Validate, store, then publish a ``newMessage`` to the room."""
-        checked = check_message(data, self._settings)
-        room = self._room_of(player, chat)
-        new = NewMessage(room, player.id, player.name, player.avatar, checked.content, checked.feeling)
+    async def post(self, player: Player, command: PostMessage) -> None:
+        """Store, then publish a ``newMessage`` to the room."""
+        room = self._room_of(player, command.chat)
+        new = NewMessage(room, player.id, player.name, player.avatar, command.content, command.feeling)
         try:
             with metrics.timed(metrics.STORE_SECONDS.labels("add")):
                 stored = await self._store.add(new)
@@ -118,23 +104,22 @@ class ChatService:
             log.exception("store refused a new message")
             raise not_available("Message storage") from None
         sender = Sender(id=player.id, name=player.name, avatar=player.avatar)
-        await self._publish(BroadcastEvent.NEW_MESSAGE, stored, sender, received_at)
+        await self._publish(BroadcastEvent.NEW_MESSAGE, stored, sender, command.received_at)
 
-    async def react(self, player: Player, chat: ChatType, data: dict[str, object], received_at: float) -> None:
+    async def react(self, player: Player, command: React) -> None:
         """Set, replace or remove the player's reaction atomically, then publish ``newReaction``."""
-        checked = check_reaction(data)
-        room = self._room_of(player, chat)
-        change = ReactionChange(checked.message_id, player.id, player.name, checked.emoji)
+        room = self._room_of(player, command.chat)
+        change = ReactionChange(command.message_id, player.id, player.name, command.emoji)
         try:
             with metrics.timed(metrics.STORE_SECONDS.labels("react")):
                 stored = await self._store.react(room, change)
             if stored is None:
-                raise not_found(checked.message_id)
+                raise not_found(command.message_id)
             profiles = await self._players.profiles([stored.sender_id])
         except StoreUnavailable:
             log.exception("store refused a reaction")
             raise not_available("Message storage") from None
-        await self._publish(BroadcastEvent.NEW_REACTION, stored, sender_of(stored, profiles), received_at)
+        await self._publish(BroadcastEvent.NEW_REACTION, stored, sender_of(stored, profiles), command.received_at)
 
     async def changes(self, room: RoomKey, since: datetime, limit: int, known: Container[str] = frozenset()) -> Changes:
         """What a socket of ``room`` would have received after ``since``, read back from the store.
@@ -151,7 +136,7 @@ class ChatService:
         for stored in found.messages:
             is_new = stored.created_at > since and stored.id not in known
             event = BroadcastEvent.NEW_MESSAGE if is_new else BroadcastEvent.NEW_REACTION
-            text = broadcast_text(event, message_view(stored, sender_of(stored, profiles)), self._settings.envelope)
+            text = broadcast_text(event, message_view(stored, sender_of(stored, profiles)))
             frames.append(RoomFrame(text, stored.id, iso_millis(stored.updated_at), read_at))
         return Changes(frames, found.complete)
 
@@ -195,7 +180,7 @@ class ChatService:
         return RoomKey.clan(player.clan_id)
 
     async def _publish(self, event: BroadcastEvent, stored: StoredMessage, sender: Sender, received_at: float) -> None:
-        text = broadcast_text(event, message_view(stored, sender), self._settings.envelope)
+        text = broadcast_text(event, message_view(stored, sender))
         frame = RoomFrame(text, stored.id, iso_millis(stored.updated_at), received_at)
         try:
             with metrics.timed(metrics.BROKER_SECONDS):

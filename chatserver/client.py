@@ -35,13 +35,13 @@ from urllib.parse import quote
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from chatserver.protocol.vocabulary import CloseCode
+
 log = logging.getLogger(__name__)
 
-RECONNECT_AT_ONCE = {1012}
+RECONNECT_AT_ONCE = {CloseCode.SERVICE_RESTART.code}
 STOP = {1000, 1008, 1009}
-SLOW_CONSUMER = (1008, "slow consumer")
 RESUME_OVERLAP = timedelta(seconds=2)
-TOKEN_EXPIRED = 4401
 STOP_STATUSES = {400, 401, 403, 404}
 
 TokenSource = Callable[[], str]
@@ -150,9 +150,9 @@ class ChatClient:
         return False if stop.is_set() else self._after_close(connection.close_code, connection.close_reason)
 
     def _after_close(self, code: int | None, reason: str | None) -> bool:
-        if code == TOKEN_EXPIRED:
+        if code == CloseCode.TOKEN_EXPIRED.code:
             return False  # ``token()`` is asked again on the next connect
-        if (code, reason) == SLOW_CONSUMER:
+        if (code, reason) == (CloseCode.SLOW_CONSUMER.code, CloseCode.SLOW_CONSUMER.reason):
             return True  # the phone stalled; it may read again after a pause
         if code in STOP:
             raise ClientStopped(f"closed with {code}: reconnecting would not help")

@@ -1,10 +1,9 @@
-"""One accepted socket: who is on it, which rooms it is in, and its bounded outbound queue.
+"""One accepted socket: who is on it, its dialect, which rooms it is in, and its bounded outbound queue.
 
-Fan-out only appends to the queue; the socket's own writer task does the (possibly slow) send, so
-one client that stops reading never delays delivery to anyone else. Two ways to end a socket:
-``finish`` sends what is queued and then a close frame (drain, token expiry); ``cut`` drops the queue
-and closes at once, aborting the TCP connection if the peer does not take the close frame (a client
-whose queue filled up, close code 1008 "slow consumer").
+Fan-out only appends to the queue; the socket's own writer task does the (possibly slow) send, so one
+client that stops reading never delays anyone else. ``finish`` sends what is queued, then closes;
+``cut`` drops the queue and closes at once (a wiki socket whose queue filled up: 1008 "slow consumer").
+A game socket's client never reconnects, so a full queue drops its oldest frames instead.
 """
 
 from __future__ import annotations
@@ -21,11 +20,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from chatserver import metrics
 from chatserver.players import Player
+from chatserver.protocol.outbound import RENDERERS, Renderer
+from chatserver.protocol.vocabulary import CloseCode, Dialect
 from chatserver.transport import direct_writer_of, send_of
 
 log = logging.getLogger(__name__)
 
-SLOW_CONSUMER = (1008, "slow consumer")
 CLOSE_FRAME_SECONDS = 2.0
 _ids = itertools.count(1)
 
@@ -39,11 +39,18 @@ class Connection:
     """A socket of one player, member of one or more rooms of this worker's hub."""
 
     def __init__(
-        self, websocket: WebSocket, player: Player, queue_frames: int, abort: Callable[[], None] | None = None
+        self,
+        websocket: WebSocket,
+        player: Player,
+        queue_frames: int,
+        abort: Callable[[], None] | None = None,
+        dialect: Dialect = Dialect.WIKI,
     ) -> None:
         self.id = next(_ids)
         self.websocket = websocket
         self.player = player
+        self.dialect = dialect
+        self.frames: Renderer = RENDERERS[dialect]
         self.rooms: set[str] = set()
         self.state = ConnectionState.OPEN
         self.close_code: int | None = None
@@ -89,8 +96,18 @@ class Connection:
             if skip is None or not skip(text):
                 self.push(text)
 
+    def tell(self, kind: str, text: str | None) -> None:
+        """Queue a frame that is not a broadcast (``ready``, an error, a membership change) if the dialect has one.
+
+        ``kind`` labels the frames a game socket is not sent, so operators see what its players miss.
+        """
+        if text is None:
+            metrics.FRAMES_WITHHELD.labels(kind).inc()
+            return
+        self.push(text)
+
     def push(self, text: str, frame: bytes | None = None) -> None:
-        """Queue a frame without waiting; a full queue means the client is too slow and is cut.
+        """Queue a frame without waiting; a full queue means the client is too slow (``_overflow``).
 
         With ``frame`` (``text`` already serialised by ``transport.text_frame``) and the writer idle on
         an empty queue, the bytes go straight to the socket: no task wake-up, no send layers.
@@ -100,46 +117,62 @@ class Connection:
         if self._held is not None:
             self._held.append(text)
             if len(self._held) > self._limit:
-                self.cut(*SLOW_CONSUMER)
+                self._overflow(self._held)
             return
         if frame is not None and self._wakeup is not None and self._write_now is not None and self._write_now(frame):
             return
-        if len(self._outbox) >= self._limit:
-            log.warning("cutting slow consumer", extra={"player_id": self.player.id, "connection": self.id})
-            metrics.SLOW_CONSUMERS.inc()
-            self.cut(*SLOW_CONSUMER)
+        if len(self._outbox) >= self._limit and not self._overflow(self._outbox):
             return
         self._outbox.append(text)
         self._wake()
 
-    def finish(self, code: int, reason: str) -> None:
+    def _overflow(self, queue: deque[str | None] | list[str]) -> bool:
+        """A full queue: a game socket drops its oldest frame (True: there is room now); a wiki socket is cut.
+
+        The game client never reconnects, so a cut would cost its player live chat until the app
+        resumes; a gap in a busy room is the smaller loss (history shows the rest). A wiki client
+        reconnects with ``since`` and gets everything it missed, so it is cut as before.
+        """
+        if self.dialect is Dialect.GAME and queue and queue[0] is not None:
+            if isinstance(queue, list):
+                del queue[0]
+            else:
+                queue.popleft()
+            metrics.FRAMES_DROPPED.inc()
+            return True
+        log.warning("cutting slow consumer", extra={"player_id": self.player.id, "connection": self.id})
+        metrics.SLOW_CONSUMERS.inc()
+        self.cut(CloseCode.SLOW_CONSUMER)
+        return False
+
+    def finish(self, close: CloseCode) -> None:
         """Close after every frame queued so far is sent (drain, token expiry)."""
         if self.state is not ConnectionState.OPEN:
             return
-        self._begin_closing(code, reason)
+        self._begin_closing(close)
         if len(self._outbox) >= self._limit:
-            self.cut(code, reason)
+            self.cut(close)
             return
         self._outbox.append(None)
         self._wake()
 
-    def cut(self, code: int, reason: str) -> None:
+    def cut(self, close: CloseCode) -> None:
         """Close now, dropping what is queued, and abort the TCP connection ``CLOSE_FRAME_SECONDS`` later.
 
         The peer is too slow or gone: the close frame may sit behind bytes it never reads (the writer
         may even be stuck in a send), so the abort does not wait for the closing handshake.
         """
-        self._begin_closing(code, reason)
+        self._begin_closing(close)
         self._held = None
         self._outbox.clear()
         self._outbox.append(None)
         self._wake()
         asyncio.get_running_loop().call_later(CLOSE_FRAME_SECONDS, self._abort_transport)
 
-    def _begin_closing(self, code: int, reason: str) -> None:
+    def _begin_closing(self, close: CloseCode) -> None:
         if self.state is ConnectionState.OPEN:
             self.state = ConnectionState.CLOSING
-            self.close_code, self._close_reason = code, reason
+            self.close_code, self._close_reason = close.code, close.reason
 
     def _wake(self) -> None:
         """Resume the writer if it is waiting for frames; it then sends everything queued before waiting again."""

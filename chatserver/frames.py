@@ -1,36 +1,12 @@
-"""Outbound frames encoded once: stored records become protocol models and then one JSON text.
-
-A broadcast is serialised here a single time and the same text goes to every socket on every
-worker, so fan-out does no per-socket JSON work.
-"""
+"""Stored records as the protocol's models: the message view every frame and history page shows."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from chatserver.players import Player
-from chatserver.protocol import (
-    BroadcastEvent,
-    BroadcastFrame,
-    ChatType,
-    ClanChange,
-    MembershipFrame,
-    Message,
-    Reaction,
-    ReadyFrame,
-    Sender,
-    WrappedBroadcastFrame,
-)
-from chatserver.settings import Envelope
+from chatserver.protocol.models import Message, Reaction, Sender
 from chatserver.store.base import StoredMessage
-
-READY_TEXT = ReadyFrame().model_dump_json()
-
-
-def ready_text(recovered: bool | None) -> str:
-    """``ready``; with ``recovered`` when the socket resumed (``?since=``)."""
-    return READY_TEXT if recovered is None else ReadyFrame(recovered=recovered).model_dump_json()
 
 
 def iso_millis(moment: datetime) -> str:
@@ -62,30 +38,3 @@ def message_view(message: StoredMessage, sender: Sender) -> Message:
         createdAt=iso_millis(message.created_at),
         updatedAt=iso_millis(message.updated_at),
     )
-
-
-def broadcast_text(event: BroadcastEvent, message: Message, envelope: Envelope) -> str:
-    """The one text every socket of the room receives for this change."""
-    frame = BroadcastFrame(chat=ChatType(message.type), event=event, message=message)
-    if envelope is Envelope.WRAPPED:
-        return WrappedBroadcastFrame(message=frame).model_dump_json(by_alias=True)
-    return frame.model_dump_json(by_alias=True)
-
-
-def change_of(text: str) -> tuple[str, str] | None:
-    """``(message id, updatedAt)`` of a broadcast text (plain or wrapped); ``None`` for any other frame.
-
-    Parses the text: only for the few frames held while a socket resumes or a room catches up.
-    """
-    frame = json.loads(text)
-    inner = frame.get("message")
-    if isinstance(inner, dict) and "chat" in inner:  # CHAT_ENVELOPE=wrapped
-        inner = inner.get("message")
-    if not isinstance(inner, dict) or "updatedAt" not in inner:
-        return None
-    return inner["_id"], inner["updatedAt"]
-
-
-def membership_text(joined: bool, clan_id: str) -> str:
-    event = "clanJoined" if joined else "clanLeft"
-    return MembershipFrame(event=event, data=ClanChange(clan_id=clan_id)).model_dump_json()

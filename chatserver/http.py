@@ -11,23 +11,30 @@ from starlette.responses import Response
 from chatserver import metrics
 from chatserver.auth import token_from_request
 from chatserver.chat import HistoryRequest
-from chatserver.errors import ChatError
+from chatserver.http_errors import error_response
 from chatserver.players import identify
-from chatserver.protocol import ChatType, ErrorDetail, ErrorReason, HealthBody, MembershipChange
+from chatserver.protocol.errors import ChatError
+from chatserver.protocol.models import ErrorDetail, HealthBody, MembershipChange
+from chatserver.protocol.outbound import RENDERERS
+from chatserver.protocol.vocabulary import ChatType, Dialect, ErrorReason, cut, is_object_id
 from chatserver.services import Services
-from chatserver.validation import is_object_id
 
 
 async def history(request: Request) -> Response:
-    """``GET /chat/history?type=clan|global&limit=&page=&before=``, newest first."""
+    """``GET /chat/history?type=clan|global&limit=&page=&before=&dialect=``, newest first.
+
+    ``dialect=game`` (the default in a game deployment) shapes every message as the shipped client reads it.
+    """
     services: Services = request.app.state.services
     try:
         _, player = await identify(token_from_request(request.headers, {}), services.settings, services.players)
         await services.chat.check_rate(player, "history reads", services.settings.history_rate)
-        page = await services.chat.history(player, _history_request(request, services))
+        history_request = _history_request(request, services)
+        dialect = _dialect_param(request.query_params.get("dialect"), services.settings.dialect)
+        page = await services.chat.history(player, history_request)
     except ChatError as error:
         return refused(error)
-    return _json(page.model_dump_json(by_alias=True))
+    return _json(RENDERERS[dialect].history(page))
 
 
 async def metrics_text(request: Request) -> Response:
@@ -54,7 +61,7 @@ async def readyz(request: Request) -> Response:
 def refused(error: ChatError) -> Response:
     """The HTTP error answer, counted by reason."""
     metrics.ERRORS.labels(error.reason_label).inc()
-    return error.http_response()
+    return error_response(error)
 
 
 MAX_PAGE = 1_000_000
@@ -72,7 +79,7 @@ def _history_request(request: Request, services: Services) -> HistoryRequest:
             ErrorReason.WRONG_ENUM,
             "type",
             "type must be clan or global",
-            raw_type[:64],  # echoed cut, as ``since`` is: a 10,000-character value is not reflected whole
+            cut(raw_type),  # a 10,000-character value is not reflected whole
             {"allowed": ["clan", "global"]},
         ) from None
     limit = _whole_number(params.get("limit"), "limit", settings.history_default_limit)
@@ -85,8 +92,20 @@ def _history_request(request: Request, services: Services) -> HistoryRequest:
         raise ChatError.of(ErrorReason.MORE_THAN_MAX, "page", f"page must be at most {MAX_PAGE}", page)
     before = params.get("before")
     if before is not None and not is_object_id(before):
-        raise ChatError.of(ErrorReason.VALIDATION, "before", "before must be a 24-character hex id", before[:64])
+        raise ChatError.of(ErrorReason.VALIDATION, "before", "before must be a 24-character hex id", cut(before))
     return HistoryRequest(chat, min(limit, settings.history_max_limit), page, before and before.lower())
+
+
+def _dialect_param(raw: str | None, default: Dialect) -> Dialect:
+    if raw is None or raw == "":
+        return default
+    try:
+        return Dialect(raw)
+    except ValueError:
+        allowed = [dialect.value for dialect in Dialect]
+        raise ChatError.of(
+            ErrorReason.WRONG_ENUM, "dialect", "dialect must be wiki or game", cut(raw), {"allowed": allowed}
+        ) from None
 
 
 def _whole_number(raw: str | None, name: str, default: int) -> int:
@@ -95,7 +114,7 @@ def _whole_number(raw: str | None, name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ChatError.of(ErrorReason.VALIDATION, name, f"{name} must be a whole number", raw[:64]) from None
+        raise ChatError.of(ErrorReason.VALIDATION, name, f"{name} must be a whole number", cut(raw)) from None
 
 
 def _json(body: str, status_code: int = 200) -> Response:

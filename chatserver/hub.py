@@ -1,8 +1,8 @@
-"""This worker's sockets and rooms: who is in which room here, and fan-out of one encoded frame.
+"""This worker's sockets and rooms: who is in which room here, and fan-out of one frame per dialect.
 
-The hub subscribes the worker to a room's broker channel on the room's first local member and
-unsubscribes after the last one leaves, and moves a player's sockets between clan rooms when the
-player leaves or joins a clan.
+A room's members are kept by dialect, so a broadcast is rendered once for each dialect present and
+serialised once for all its sockets. The hub subscribes to a room's channel on its first local
+member, unsubscribes after the last, and moves a player's sockets when the player changes clan.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import time
 from chatserver import metrics
 from chatserver.broker.base import Broker, RoomFrame
 from chatserver.connection import Connection, ConnectionState
-from chatserver.frames import membership_text
-from chatserver.store.base import RoomKey
+from chatserver.protocol.outbound import RENDERERS
+from chatserver.protocol.vocabulary import CloseCode, Dialect, RoomKey
 from chatserver.transport import text_frame
 
 log = logging.getLogger(__name__)
 
-TOO_MANY_SOCKETS = (1008, "too many connections for this player")
+Members = dict[Dialect, set[Connection]]
 
 
 class Hub:
@@ -29,7 +29,7 @@ class Hub:
     def __init__(self, broker: Broker, max_sockets_per_player: int) -> None:
         self._broker = broker
         self._max_sockets_per_player = max_sockets_per_player
-        self._rooms: dict[str, set[Connection]] = {}
+        self._rooms: dict[str, Members] = {}
         self._by_player: dict[str, set[Connection]] = {}
         self._count = 0
 
@@ -53,7 +53,8 @@ class Hub:
         metrics.OPEN_SOCKETS.inc()
         open_ones = sorted((c for c in mine if c.state is ConnectionState.OPEN), key=lambda c: c.id)
         for oldest in open_ones[: max(len(open_ones) - self._max_sockets_per_player, 0)]:
-            oldest.cut(*TOO_MANY_SOCKETS)  # cut, not finish: the old device may be the one that stopped reading
+            # cut, not finish: the old device may be the one that stopped reading
+            oldest.cut(CloseCode.TOO_MANY_SOCKETS)
         await self._join(connection, RoomKey.global_room().name)
         if connection.player.clan_id is not None:
             await self._join(connection, RoomKey.clan(connection.player.clan_id).name)
@@ -70,26 +71,37 @@ class Hub:
             if not mine:
                 del self._by_player[connection.player.id]
 
-    def finish_all(self, code: int, reason: str) -> None:
-        """Close every local socket once its queued frames are sent."""
-        for connection in self._connections():
-            connection.finish(code, reason)
+    def count_of(self, dialect: Dialect) -> int:
+        return sum(1 for connection in self._connections() if connection.dialect is dialect)
 
-    def cut_all(self, code: int, reason: str) -> None:
+    def finish_all(self, close: CloseCode, dialect: Dialect | None = None) -> None:
+        """Close every local socket (of ``dialect`` only, if given) once its queued frames are sent."""
         for connection in self._connections():
-            connection.cut(code, reason)
+            if dialect is None or connection.dialect is dialect:
+                connection.finish(close)
+
+    def cut_all(self, close: CloseCode) -> None:
+        for connection in self._connections():
+            connection.cut(close)
 
     def _connections(self) -> list[Connection]:
         return [connection for mine in self._by_player.values() for connection in mine]
 
     def deliver(self, room: str, frame: RoomFrame) -> None:
-        """Fan one frame out to every local socket of ``room`` (the broker calls this): the same text to all."""
-        members = self._rooms.get(room, ())
-        text = frame.text
-        wire = text_frame(text)  # serialised once: server frames are unmasked, the same bytes for every socket
-        for connection in members:
-            connection.push(text, wire)
-        metrics.BROADCASTS_OUT.inc(len(members))
+        """Fan one frame out to every local socket of ``room`` (the broker calls this): one text per dialect."""
+        members_by_dialect = self._rooms.get(room)
+        if members_by_dialect is None:
+            return
+        audience = 0
+        for dialect, members in members_by_dialect.items():
+            text = frame.text if dialect is Dialect.WIKI else RENDERERS[dialect].broadcast(frame.text)
+            if not members or text is None:
+                continue
+            wire = text_frame(text)  # serialised once: server frames are unmasked, the same bytes for every socket
+            for connection in members:
+                connection.push(text, wire)
+            audience += len(members)
+        metrics.BROADCASTS_OUT.inc(audience)
         metrics.BROADCAST_SECONDS.observe(max(time.time() - frame.sent_at, 0.0))
 
     async def move_player(self, player_id: str, clan_id: str | None, *, only_from: str | None = None) -> None:
@@ -107,19 +119,19 @@ class Hub:
         old_clan = connection.player.clan_id
         if old_clan is not None:
             await self._leave(connection, RoomKey.clan(old_clan).name)
-            connection.push(membership_text(False, old_clan))
+            connection.tell("membership", connection.frames.membership(False, old_clan))
         connection.player = dataclasses.replace(connection.player, clan_id=new_clan)
         if new_clan is not None:
             await self._join(connection, RoomKey.clan(new_clan).name)
-            connection.push(membership_text(True, new_clan))
+            connection.tell("membership", connection.frames.membership(True, new_clan))
 
     async def _join(self, connection: Connection, room: str) -> None:
         members = self._rooms.get(room)
         if members is None:
-            members = self._rooms[room] = set()
+            members = self._rooms[room] = {}
             metrics.ROOMS.inc()
             await self._broker.subscribe(room)
-        members.add(connection)
+        members.setdefault(connection.dialect, set()).add(connection)
         connection.rooms.add(room)
 
     async def _leave(self, connection: Connection, room: str) -> None:
@@ -127,7 +139,11 @@ class Hub:
         members = self._rooms.get(room)
         if members is None:
             return
-        members.discard(connection)
+        of_dialect = members.get(connection.dialect)
+        if of_dialect is not None:
+            of_dialect.discard(connection)
+            if not of_dialect:
+                del members[connection.dialect]
         if not members:
             del self._rooms[room]
             metrics.ROOMS.dec()

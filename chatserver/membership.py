@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 
 from chatserver.broker.base import Broker, BrokerUnavailable
-from chatserver.errors import not_available
 from chatserver.hub import Hub
 from chatserver.players import PlayerDirectory
 from chatserver.protocol import MembershipAction, MembershipChange
+from chatserver.protocol.errors import not_available
 from chatserver.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,15 @@ BROADCAST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+FRAMES_WITHHELD = Counter(
+    "chat_frames_withheld_total",
+    "Frames a game-dialect socket is not sent because the shipped client cannot parse them, by kind",
+    ["kind"],
+    registry=REGISTRY,
+)
+FRAMES_DROPPED = Counter(
+    "chat_frames_dropped_total", "Oldest queued frames dropped for game sockets that read too slowly", registry=REGISTRY
+)
 SLOW_CONSUMERS = Counter("chat_slow_consumer_disconnects_total", "Sockets cut for not reading", registry=REGISTRY)
 RATE_LIMITED = Counter(
     "chat_rate_limited_total", "Requests refused by a rate limit, by kind", ["kind"], registry=REGISTRY

@@ -1,4 +1,4 @@
-"""The OpenAPI document, generated from the pydantic models in ``protocol.py`` (never written twice).
+"""The OpenAPI document, generated from the protocol layer's models and vocabulary (never written twice).
 
 HTTP routes are described as paths; the WebSocket frames, which OpenAPI has no verbs for, are
 components, with ``/ws/chat`` documented in the ``info`` description.
@@ -11,7 +11,8 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import core_schema
 
-from chatserver import protocol
+from chatserver.protocol import models as protocol
+from chatserver.protocol.vocabulary import CloseCode, Dialect
 
 _COMPONENT_MODELS: list[type[protocol.BaseModel]] = [
     protocol.ClientFrame,
@@ -35,11 +36,18 @@ after a reconnect `?since=<updatedAt>` or `X-Chat-Since: <updatedAt>` (the newes
 client processed): the changes since then are replayed as `BroadcastFrame`s before `ReadyFrame`,
 whose `recovered` says whether they were all of them. After the handshake the server sends
 `ReadyFrame`. Client frames: `ClientFrame` (`clanMessage`, `globalMessage` with `MessageData`;
-`clanMessageReaction`, `globalMessageReaction` with `ReactionData`). Server frames: `BroadcastFrame`
-(or `WrappedBroadcastFrame` with `CHAT_ENVELOPE=wrapped`), `MembershipFrame`, `ErrorFrame`. A
-refused handshake answers HTTP 400/401/403/404/503 with an `ErrorFrame` body. Close codes: 1012
-(draining: reconnect at once), 1013 (overloaded: back off), 4401 (token expired: new token), 1008
-(slow consumer or too many sockets of the player), 1009 (frame too large)."""
+`clanMessageReaction`, `globalMessageReaction` with `ReactionData`). Server frames: `BroadcastFrame`,
+`MembershipFrame`, `ErrorFrame`. A refused handshake answers HTTP 400/401/403/404/429/503 with an
+`ErrorFrame` body.
+
+**Dialects**: `Sec-WebSocket-Protocol: {subprotocols}` picks one per socket (echoed; unknown ones
+get 400); without it the deployment's `CHAT_DIALECT` applies. The game dialect receives only
+`WrappedBroadcastFrame`s, shaped as the shipped Unity client parses them.
+
+**Close codes**: {close_codes}, 1009 (frame too large).""".format(
+    subprotocols=" or ".join(f"`{dialect.subprotocol}`" for dialect in Dialect),
+    close_codes=", ".join(f"{close.code} ({close.reason})" for close in CloseCode),
+)
 
 
 class _FieldsNotSerializerReturnType(GenerateJsonSchema):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatserver.auth import Identity, authenticate
-from chatserver.errors import ChatError, not_available
 from chatserver.protocol import ErrorReason
+from chatserver.protocol.errors import ChatError, not_available
 from chatserver.settings import Settings
 from chatserver.store.base import StoreUnavailable
 

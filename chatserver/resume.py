@@ -17,11 +17,11 @@ from functools import cached_property
 
 from chatserver.broker.base import RoomFrame
 from chatserver.chat import ChatService
-from chatserver.errors import ChatError
-from chatserver.frames import change_of
 from chatserver.players import Player
-from chatserver.protocol import ErrorReason
-from chatserver.store.base import RoomKey, StoreUnavailable
+from chatserver.protocol.errors import ChatError
+from chatserver.protocol.outbound import change_of
+from chatserver.protocol.vocabulary import ErrorReason, RoomKey, cut
+from chatserver.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def since_from_request(headers: Mapping[str, str], query: Mapping[str, str]) -> 
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: a time at the calendar's edge moved past it to UTC
         raise ChatError.of(
-            ErrorReason.VALIDATION, "since", "since must be an ISO-8601 time such as 2025-06-23T13:03:15.778Z", raw[:64]
+            ErrorReason.VALIDATION, "since", "since must be an ISO-8601 time such as 2025-06-23T13:03:15.778Z", cut(raw)
         ) from None
     return moment
 

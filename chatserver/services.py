@@ -18,6 +18,7 @@ from chatserver.connection import CLOSE_FRAME_SECONDS
 from chatserver.hub import Hub
 from chatserver.membership import Membership
 from chatserver.players import ClaimsDirectory, PlayerDirectory
+from chatserver.protocol.vocabulary import CloseCode, Dialect
 from chatserver.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from chatserver.settings import Settings
 from chatserver.store.base import MessageStore
@@ -25,7 +26,8 @@ from chatserver.store.memory import MemoryStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_RESTART = (1012, "service restart")
+GAME_CLOSE_SECONDS = 1.0
+"""Game sockets are closed this long before the polite part of a drain ends, as late as their frames allow."""
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Services:
 
     async def start(self) -> None:
         """Open the store, then the broker wired to the hub; warn loudly about unsafe defaults."""
+        for deprecation in self.settings.deprecations:
+            log.warning(deprecation)
         if self.settings.uses_dev_secret:
             log.warning("JWT_SECRET is not set: using the public development secret; never do this in production")
         await self.store.open()
@@ -82,18 +86,25 @@ class Services:
     async def drain(self, seconds: float) -> None:
         """Stop taking sockets, send each one its queued frames and close code 1012, wait for them to go.
 
-        Sockets still open when the time for polite closes is up are cut, which aborts them
-        ``CLOSE_FRAME_SECONDS`` later; all of it ends within ``seconds``.
+        Wiki sockets are closed first: their clients reconnect elsewhere at once. Game sockets keep
+        live chat until just before the polite closes end, since the shipped client does not
+        reconnect (its player has no live chat until the app resumes). Sockets still open when the
+        time for polite closes is up are cut, which aborts them ``CLOSE_FRAME_SECONDS`` later; all of
+        it ends within ``seconds``.
         """
         self.draining = True
         log.info("draining: closing %d sockets with 1012", self.hub.connection_count)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        self.hub.finish_all(*SERVICE_RESTART)
-        await self._until_no_sockets(deadline - CLOSE_FRAME_SECONDS - 0.5)
+        polite_end = deadline - CLOSE_FRAME_SECONDS - 0.5
+        self.hub.finish_all(CloseCode.SERVICE_RESTART, Dialect.WIKI)
+        if self.hub.count_of(Dialect.GAME):
+            await asyncio.sleep(max(polite_end - GAME_CLOSE_SECONDS - loop.time(), 0))
+            self.hub.finish_all(CloseCode.SERVICE_RESTART, Dialect.GAME)
+        await self._until_no_sockets(polite_end)
         if self.hub.connection_count:
             log.warning("drain time is up: cutting %d sockets", self.hub.connection_count)
-            self.hub.cut_all(*SERVICE_RESTART)
+            self.hub.cut_all(CloseCode.SERVICE_RESTART)
             await self._until_no_sockets(deadline)
 
     async def _until_no_sockets(self, deadline: float) -> None:

@@ -9,20 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+
+from chatserver.protocol.inbound import InboundRules
+from chatserver.protocol.vocabulary import GAME_REACTIONS, MOODS, Dialect
 
 DEV_JWT_SECRET = "altzone-chat-development-secret-do-not-use-in-production"
 
 
 class SettingsError(ValueError):
     """A setting is malformed or unsafe; the message names the variable."""
-
-
-class Envelope(StrEnum):
-    """How broadcast frames are wrapped: the wiki's plain frame, or the shipped Unity client's wrapper."""
-
-    PLAIN = "plain"
-    WRAPPED = "wrapped"
 
 
 @dataclass(frozen=True)
@@ -45,8 +40,9 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "chat:"
     root_path: str = ""
-    envelope: Envelope = Envelope.PLAIN
+    dialect: Dialect = Dialect.WIKI
     feelings: tuple[str, ...] = ()
+    reactions: tuple[str, ...] = ()
     content_max_chars: int = 256
     feeling_max_chars: int = 32
     frame_max_bytes: int = 8 * 1024
@@ -62,17 +58,26 @@ class Settings:
     message_rate: Rate = Rate(2.0, 10)
     reaction_rate: Rate = Rate(5.0, 20)
     history_rate: Rate = Rate(5.0, 20)
+    connect_rate: Rate = Rate(0.5, 20)
     max_sockets_per_player: int = 5
     allowed_origins: tuple[str, ...] = ()
     resume_limit: int = 300
     max_sockets: int = 20_000
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
+    deprecations: tuple[str, ...] = ()
 
     @property
     def uses_dev_secret(self) -> bool:
         """True while tokens are signed with the public development secret."""
         return self.jwt_secret == DEV_JWT_SECRET
+
+    @property
+    def inbound_rules(self) -> InboundRules:
+        """What a client frame must satisfy here, for the protocol layer."""
+        return InboundRules(
+            self.frame_max_bytes, self.content_max_chars, self.feeling_max_chars, self.feelings, self.reactions
+        )
 
     @property
     def is_production(self) -> bool:
@@ -83,6 +88,8 @@ class Settings:
         """Read the documented variables (see README's configuration table) from ``env``."""
         env = os.environ if env is None else env
         mongodb_url = _text(env, "MONGODB_URL")
+        dialect, deprecations = _dialect(env)
+        game = dialect is Dialect.GAME
         settings = cls(
             jwt_secret=_text(env, "JWT_SECRET") or DEV_JWT_SECRET,
             jwt_algorithm=_text(env, "JWT_ALGORITHM") or "HS256",
@@ -92,8 +99,9 @@ class Settings:
             redis_url=_text(env, "REDIS_URL"),
             redis_prefix=_text(env, "CHAT_REDIS_PREFIX") or "chat:",
             root_path=_root_path(_text(env, "CHAT_ROOT_PATH") or ""),
-            envelope=_envelope(_text(env, "CHAT_ENVELOPE") or "plain"),
-            feelings=_list(env, "CHAT_FEELINGS"),
+            dialect=dialect,
+            feelings=_list(env, "CHAT_FEELINGS", MOODS if game else ()),
+            reactions=_list(env, "CHAT_REACTIONS", GAME_REACTIONS if game else ()),
             content_max_chars=_int(env, "CHAT_CONTENT_MAX_CHARS", 256),
             feeling_max_chars=_int(env, "CHAT_FEELING_MAX_CHARS", 32),
             frame_max_bytes=_int(env, "CHAT_FRAME_MAX_BYTES", 8 * 1024),
@@ -107,12 +115,14 @@ class Settings:
             message_rate=_rate(env, "CHAT_MESSAGE", Rate(2.0, 10)),
             reaction_rate=_rate(env, "CHAT_REACTION", Rate(5.0, 20)),
             history_rate=_rate(env, "CHAT_HISTORY", Rate(5.0, 20)),
+            connect_rate=_rate(env, "CHAT_CONNECT", Rate(0.5, 20)),
             max_sockets_per_player=_int(env, "CHAT_MAX_SOCKETS_PER_PLAYER", 5),
             allowed_origins=_list(env, "CHAT_ALLOWED_ORIGINS"),
             resume_limit=_int(env, "CHAT_RESUME_LIMIT", 300),
             max_sockets=_int(env, "CHAT_MAX_SOCKETS", 20_000),
             ping_interval_seconds=_int(env, "CHAT_PING_INTERVAL_SECONDS", 20),
             ping_timeout_seconds=_int(env, "CHAT_PING_TIMEOUT_SECONDS", 20),
+            deprecations=deprecations,
         )
         settings.check()
         return settings
@@ -149,9 +159,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated list, blanks dropped."""
-    return tuple(item.strip() for item in (_text(env, name) or "").split(",") if item.strip())
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped; ``default`` when the variable is unset."""
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def _rate(env: Mapping[str, str], prefix: str, default: Rate) -> Rate:
@@ -181,11 +194,22 @@ def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, not {raw!r}")
 
 
-def _envelope(raw: str) -> Envelope:
-    try:
-        return Envelope(raw.lower())
-    except ValueError:
-        raise SettingsError(f"CHAT_ENVELOPE must be 'plain' or 'wrapped', not {raw!r}") from None
+def _dialect(env: Mapping[str, str]) -> tuple[Dialect, tuple[str, ...]]:
+    """``CHAT_DIALECT``, or the superseded ``CHAT_ENVELOPE`` (``wrapped`` meant the game), with its deprecation."""
+    raw = _text(env, "CHAT_DIALECT")
+    if raw is not None:
+        try:
+            return Dialect(raw.lower()), ()
+        except ValueError:
+            raise SettingsError(f"CHAT_DIALECT must be 'wiki' or 'game', not {raw!r}") from None
+    envelope = _text(env, "CHAT_ENVELOPE")
+    if envelope is None:
+        return Dialect.WIKI, ()
+    by_envelope = {"plain": Dialect.WIKI, "wrapped": Dialect.GAME}
+    dialect = by_envelope.get(envelope.lower())
+    if dialect is None:
+        raise SettingsError(f"CHAT_ENVELOPE must be 'plain' or 'wrapped', not {envelope!r}")
+    return dialect, (f"CHAT_ENVELOPE is deprecated: use CHAT_DIALECT={dialect.value}",)
 
 
 def _root_path(raw: str) -> str:

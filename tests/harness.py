@@ -25,13 +25,16 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 TEST_SECRET = "test-secret-for-the-chat-server-suite-0123456789-abcdefghijklmnopqrstuvwxyz"
 FRAME_TIMEOUT = 5.0
 LOG_TIMEOUT = 5.0
 # The protocol suite sends bursts a player never would; rate limits are tested on servers of their own.
 RATE_LIMITS_OFF = {
-    f"CHAT_{kind}_{part}": "1000000" for kind in ("MESSAGE", "REACTION", "HISTORY") for part in ("RATE", "BURST")
+    f"CHAT_{kind}_{part}": "1000000"
+    for kind in ("MESSAGE", "REACTION", "HISTORY", "CONNECT")
+    for part in ("RATE", "BURST")
 }
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,17 +181,30 @@ class Client:
         Client.opened.append(self)
 
     @classmethod
-    async def connect(cls, server: ServerProcess, bearer: str, *, via: str = "query", ready: bool = True) -> Client:
-        return await cls.open(server.ws_url, bearer, via=via, ready=ready)
+    async def connect(
+        cls,
+        server: ServerProcess,
+        bearer: str,
+        *,
+        via: str = "query",
+        ready: bool = True,
+        subprotocol: str | None = None,
+    ) -> Client:
+        return await cls.open(server.ws_url, bearer, via=via, ready=ready, subprotocol=subprotocol)
 
     @classmethod
-    async def open(cls, ws_url: str, bearer: str, *, via: str = "query", ready: bool = True) -> Client:
+    async def open(
+        cls, ws_url: str, bearer: str, *, via: str = "query", ready: bool = True, subprotocol: str | None = None
+    ) -> Client:
         """Connect to any chat socket URL (a replica, nginx) with the token in the query or the header."""
+        offered = [Subprotocol(subprotocol)] if subprotocol else None
         if via == "query":
-            connection = await websockets.connect(f"{ws_url}?token={bearer}", max_queue=None)
+            connection = await websockets.connect(f"{ws_url}?token={bearer}", max_queue=None, subprotocols=offered)
         else:
             headers = {"Authorization": f"Bearer {bearer}"}
-            connection = await websockets.connect(ws_url, additional_headers=headers, max_queue=None)
+            connection = await websockets.connect(
+                ws_url, additional_headers=headers, max_queue=None, subprotocols=offered
+            )
         client = cls(connection)
         if ready:
             assert await client.recv() == {"event": "ready", "data": True}

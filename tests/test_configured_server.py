@@ -1,4 +1,4 @@
-"""Operator settings a client can see: the wrapped envelope, a feelings allow-list, a custom content limit."""
+"""Operator settings a client can see: a feelings allow-list, a custom content limit (dialects: test_game_dialect)."""
 
 from __future__ import annotations
 
@@ -13,35 +13,8 @@ GAME_FEELINGS = "Happy,Sad,Neutral,Love,Thinking,Wink,Angry,None"
 
 
 @pytest.fixture(scope="module")
-def wrapped_server(server_factory: ServerFactory) -> ServerProcess:
-    return server_factory(CHAT_ENVELOPE="wrapped")
-
-
-@pytest.fixture(scope="module")
 def strict_server(server_factory: ServerFactory) -> ServerProcess:
     return server_factory(CHAT_FEELINGS=GAME_FEELINGS, CHAT_CONTENT_MAX_CHARS="10")
-
-
-async def test_wrapped_envelope_puts_the_frame_under_message(
-    wrapped_server: ServerProcess, new_id: Callable[[], str]
-) -> None:
-    client = await Client.connect(wrapped_server, token(new_id(), clan_id=new_id()))
-    await client.send({"event": "clanMessage", "data": {"content": "unity"}})
-    outer = await client.recv()
-    assert list(outer) == ["message"]
-    assert (outer["message"]["chat"], outer["message"]["event"]) == ("clan", "newMessage")
-    assert outer["message"]["message"]["content"] == "unity"
-    await client.send(
-        {"event": "clanMessageReaction", "data": {"message_id": outer["message"]["message"]["_id"], "emoji": "👍"}}
-    )
-    reaction = await client.recv()
-    assert (reaction["message"]["event"], len(reaction["message"]["message"]["reactions"])) == ("newReaction", 1)
-
-
-async def test_ready_and_errors_are_not_wrapped(wrapped_server: ServerProcess, new_id: Callable[[], str]) -> None:
-    client = await Client.connect(wrapped_server, token(new_id()))
-    await client.send("{")
-    assert await client.recv() == {"error": "Invalid JSON"}
 
 
 @pytest.mark.parametrize(("sent", "stored"), [("happy", "Happy"), ("WINK", "Wink"), ("None", "None")])

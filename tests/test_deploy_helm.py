@@ -297,7 +297,7 @@ def test_changing_a_setting_rolls_the_pods() -> None:
         return found
 
     before = annotations(SECRETS)
-    after = annotations({**SECRETS, "config": {"CHAT_ENVELOPE": "wrapped"}})
+    after = annotations({**SECRETS, "config": {"CHAT_DIALECT": "game"}})
     assert before["checksum/config"] != after["checksum/config"]
     assert before["checksum/secret"] == after["checksum/secret"]
 
@@ -353,7 +353,7 @@ def test_settings_given_as_values_reach_the_app() -> None:
     values = {
         **SECRETS,
         "config": {
-            "CHAT_ENVELOPE": "wrapped",
+            "CHAT_DIALECT": "game",
             "CHAT_FEELINGS": "Happy,Sad,Neutral",
             "CHAT_PLAYERS_FROM_DB": False,
             "CHAT_MEMORY_MAX_MESSAGES": 1_000_000,
@@ -363,7 +363,7 @@ def test_settings_given_as_values_reach_the_app() -> None:
         },
     }
     settings = Settings.from_env(pod_environment(render(values)))
-    assert settings.envelope == "wrapped" and settings.feelings == ("Happy", "Sad", "Neutral")
+    assert settings.dialect == "game" and settings.feelings == ("Happy", "Sad", "Neutral")
     assert settings.players_from_database is False
     assert settings.memory_max_messages == 1_000_000, "large numbers are not printed as 1e+06"
     assert (settings.message_rate.per_second, settings.message_rate.burst) == (0.5, 30), "rates may be fractional"
@@ -404,7 +404,7 @@ def test_values_schema_rejects_typos_wrong_types_and_unknown_settings() -> None:
     assert "replicaCount" in refused({**SECRETS, "replicaCount": "three"})
     assert "replicaCount" in refused({**SECRETS, "replicaCount": 0})
     assert "replicaCont" in refused({**SECRETS, "replicaCont": 3})
-    assert "CHAT_ENVELOPE" in refused({**SECRETS, "config": {"CHAT_ENVELOPE": "fancy"}})
+    assert "CHAT_DIALECT" in refused({**SECRETS, "config": {"CHAT_DIALECT": "fancy"}})
     assert "CHAT_UNKNOWN" in refused({**SECRETS, "config": {"CHAT_UNKNOWN": "x"}})
     assert "pathPrefix" in refused({**SECRETS, "ingress": {"pathPrefix": "/api/"}})
 
@@ -432,6 +432,14 @@ def test_grace_period_covers_the_prestop_sleep_and_the_drain() -> None:
     assert drain == 60 and grace >= pre_stop + 60
     grace, _, _ = _shutdown({**SECRETS, "shutdown": {"terminationGracePeriodSeconds": 120}})
     assert grace == 120
+
+
+def test_the_game_values_give_the_game_dialect_and_a_drain_the_grace_period_covers() -> None:
+    game_values = yaml.safe_load((CHART / "values-game.yaml").read_text())
+    grace, pre_stop, drain = _shutdown({**SECRETS, **game_values})
+    assert drain == 55 and grace >= pre_stop + drain
+    settings = Settings.from_env(pod_environment(render({**SECRETS, **game_values})))
+    assert (settings.dialect, settings.reactions) == ("game", ("Happy", "Sad", "Love", "Wink", "Angry"))
 
 
 def test_a_grace_period_shorter_than_the_drain_is_refused() -> None:

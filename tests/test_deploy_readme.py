@@ -202,8 +202,8 @@ def test_readme_scale_and_autoscale_commands_do_what_the_readme_says() -> None:
 
 
 def test_readme_settings_and_prefix_commands_reach_the_app() -> None:
-    settings = Settings.from_env(app_environment(render(_command(r"CHAT_ENVELOPE=wrapped").values)))
-    assert settings.envelope == "wrapped" and settings.allowed_origins == ("https://altzone.fi",)
+    settings = Settings.from_env(app_environment(render(_command(r"CHAT_DIALECT=game").values)))
+    assert settings.dialect == "game" and settings.allowed_origins == ("https://altzone.fi",)
     assert settings.feelings == ("Happy", "Sad", "Neutral", "Love", "Thinking", "Wink", "Angry", "None")
     assert (settings.message_rate.per_second, settings.message_rate.burst) == (1.0, 5)
     manifests = render(_command(r"pathPrefix=/api").values)

@@ -27,18 +27,18 @@ async def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 async def test_metrics_count_sockets_rooms_frames_errors_limits_and_latencies(
     server_factory: ServerFactory, new_id: Callable[[], str]
 ) -> None:
-    server = server_factory(CHAT_MESSAGE_RATE="0.1", CHAT_MESSAGE_BURST="3")
+    server = server_factory(CHAT_MESSAGE_RATE="0.1", CHAT_MESSAGE_BURST="4")
     clan = new_id()
     sender = await Client.connect(server, token(new_id(), clan_id=clan))
     reader = await Client.connect(server, token(new_id(), clan_id=clan))
     await sender.post("clan", "one")
     await sender.send({"event": "clanMessage", "data": {"content": " "}})
     assert (await sender.recv())["error"][0]["reason"] == "REQUIRED"
+    await sender.send("not json")  # an unreadable frame costs a message too
+    assert await sender.recv() == {"error": "Invalid JSON"}
     await sender.post("clan", "two")
     await sender.send({"event": "clanMessage", "data": {"content": "three"}})
     assert (await sender.recv())["error"][0]["reason"] == "TOO_MANY_REQUESTS"
-    await sender.send("not json")
-    assert await sender.recv() == {"error": "Invalid JSON"}
     for content in ("one", "two"):
         assert (await reader.recv())["message"]["content"] == content
 

@@ -5,16 +5,17 @@ an embedded ``Services`` (memory store, in-process broker, no sockets) is filled
 cases, then each JSON step of the data path is timed both ways in this one process, interleaved, best
 of several repeats:
 
-- a broadcast frame: ``frames.broadcast_text`` (pydantic-core's ``model_dump_json``, once per change)
+- a broadcast frame: ``outbound.broadcast_text`` (pydantic-core's ``model_dump_json``, once per change)
   against ``orjson.dumps`` of the same frame model's ``model_dump``;
 - a history body of 50 messages: ``HistoryPage.model_dump_json`` against ``orjson.dumps`` of its
   ``model_dump``;
 - an inbound ``globalMessage`` frame: ``json.loads`` against ``orjson.loads``.
 
 Beside each, the whole step it sits in, as the denominator that says whether a saving can show at
-all: ``ChatService.history`` (store read and page models), and ``parse_frame`` + ``ChatService.handle``
-(validation, storing, publishing, delivery to the hub). No sockets and no HTTP: those costs come on
-top, so the shares printed are upper bounds of what a faster codec could save.
+all: ``ChatService.history`` (store read and page models), and the receive path (``read_envelope``,
+``command_of``, ``ChatService.execute``: validation, storing, publishing, delivery to the hub). No
+sockets and no HTTP: those costs come on top, so the shares printed are upper bounds of what a
+faster codec could save.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ import orjson
 from bench import report
 from bench.processes import LIMITS_OFF
 from chatserver.chat import HistoryRequest
-from chatserver.frames import broadcast_text, message_view, sender_of
+from chatserver.frames import message_view, sender_of
 from chatserver.players import Player
-from chatserver.protocol import BroadcastEvent, BroadcastFrame, ChatType, Message
+from chatserver.protocol import BroadcastEvent, BroadcastFrame, ChatType, Message, RoomKey
+from chatserver.protocol.inbound import command_of, read_envelope
+from chatserver.protocol.outbound import broadcast_text
 from chatserver.services import Services
-from chatserver.settings import Envelope, Settings
-from chatserver.store.base import RoomKey
-from chatserver.validation import parse_frame
+from chatserver.settings import Settings
 
 PAGE = 50
 PLAYERS = 20
@@ -76,14 +77,15 @@ async def _measure(repeats: int) -> dict[str, dict[str, float]]:
         message = message_view(stored[0], sender_of(stored[0], {}))
 
         def handled() -> Awaitable[None]:
-            return services.chat.handle(players[1], parse_frame(SEND_FRAME, services.settings))
+            rules = services.settings.inbound_rules
+            return services.chat.execute(players[1], command_of(read_envelope(SEND_FRAME, rules), rules))
 
         return {
             "broadcast frame": _interleaved(
                 repeats,
                 20_000,
                 {
-                    "pydantic-core": lambda: broadcast_text(BroadcastEvent.NEW_MESSAGE, message, Envelope.PLAIN),
+                    "pydantic-core": lambda: broadcast_text(BroadcastEvent.NEW_MESSAGE, message),
                     "orjson": lambda: _orjson_broadcast(message),
                 },
             ),

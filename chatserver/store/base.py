@@ -11,37 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chatserver.protocol import ChatType
+from chatserver.protocol.vocabulary import RoomKey
 
 
 class StoreUnavailable(Exception):
     """The store could not be reached or refused the operation; nothing was changed by this call."""
-
-
-@dataclass(frozen=True)
-class RoomKey:
-    """A room: the global one, or one clan's. Also names the room's broker channel."""
-
-    type: ChatType
-    clan_id: str | None = None
-
-    @classmethod
-    def global_room(cls) -> RoomKey:
-        return cls(ChatType.GLOBAL)
-
-    @classmethod
-    def clan(cls, clan_id: str) -> RoomKey:
-        return cls(ChatType.CLAN, clan_id)
-
-    @property
-    def name(self) -> str:
-        """``global`` or ``clan:<clan_id>``; the suffix of the room's broker channel."""
-        return "global" if self.type is ChatType.GLOBAL else f"clan:{self.clan_id}"
-
-    @classmethod
-    def from_name(cls, name: str) -> RoomKey:
-        """The room a ``name`` spells (the inverse of ``name``)."""
-        return cls.global_room() if name == "global" else cls.clan(name.removeprefix("clan:"))
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,11 @@
-"""Failures as values: ``ChatError`` carries error objects, and this module maps them to frames and HTTP bodies.
-
-Use cases raise ``ChatError``; the WebSocket endpoint turns it into exactly one error frame and the
-HTTP endpoint into one ``{"errors": [...], "statusCode": n}`` body, so the two never drift apart.
-"""
+"""Failures as values: ``ChatError`` carries error objects, rendered as one error frame or one HTTP error body."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import Response
-
-from chatserver.protocol import ErrorDetail, ErrorFrame, ErrorReason, HttpErrorBody
+from chatserver.protocol.models import ErrorDetail, ErrorFrame, HttpErrorBody
+from chatserver.protocol.vocabulary import ErrorReason
 
 NOT_FOUND_MESSAGE = "Could not find any objects with specified id"
 
@@ -80,14 +75,14 @@ class ChatError(Exception):
         )
         return HttpErrorBody(errors=details, statusCode=self.status_code).model_dump_json().encode()
 
-    def http_response(self) -> Response:
-        """The HTTP answer; a rate-limit refusal also says ``Retry-After`` in whole seconds."""
-        headers = {}
+    @property
+    def retry_after_ms(self) -> int | None:
+        """A rate-limit refusal's wait, from ``additional.retry_after_ms``."""
         if not isinstance(self.details, str) and isinstance(self.details[0].additional, dict):
             wait_ms = self.details[0].additional.get("retry_after_ms")
             if isinstance(wait_ms, int):
-                headers["Retry-After"] = str(max(1, -(-wait_ms // 1000)))
-        return Response(self.http_body(), status_code=self.status_code, media_type="application/json", headers=headers)
+                return wait_ms
+        return None
 
 
 def not_found(message_id: Any) -> ChatError:

@@ -1,59 +1,16 @@
-"""The wire protocol as pydantic models: what clients send, what the server sends, and error objects.
+"""The wire shapes as pydantic models: frames are serialised from them and the OpenAPI document is generated from them.
 
-This module is the single written form of every shape in ``shared/spec/PROTOCOL.md``: outbound
-frames are serialised from these models and the OpenAPI document is generated from them. It imports
-nothing of ours. Inbound frames are checked field by field in ``validation.py`` (the protocol wants
-one reason code per rule, which pydantic's own errors do not give), so the inbound models here
-document the shapes for the OpenAPI components.
+Inbound frames are parsed rule by rule in ``inbound.py`` (one reason code per rule, which pydantic's
+own errors do not give); the inbound models here give those shapes their OpenAPI components.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-
-class ErrorReason(StrEnum):
-    """The game backend's reason codes (``APIErrorReason``) that this service uses."""
-
-    NOT_FOUND = "NOT_FOUND"
-    REQUIRED = "REQUIRED"
-    NOT_ALLOWED = "NOT_ALLOWED"
-    VALIDATION = "VALIDATION"
-    NOT_STRING = "NOT_STRING"
-    NOT_OBJECT = "NOT_OBJECT"
-    WRONG_ENUM = "WRONG_ENUM"
-    MORE_THAN_MAX = "MORE_THAN_MAX"
-    NOT_AUTHORIZED = "NOT_AUTHORIZED"
-    AUTHENTICATION_FAILED = "AUTHENTICATION_FAILED"
-    NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
-    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
-    NOT_AVAILABLE = "NOT_AVAILABLE"
-    UNEXPECTED = "UNEXPECTED"
-
-
-class ChatType(StrEnum):
-    """A room kind; also the ``type`` of a stored message and the ``chat`` of a broadcast."""
-
-    CLAN = "clan"
-    GLOBAL = "global"
-
-
-class InboundEvent(StrEnum):
-    """The four events a client may send."""
-
-    CLAN_MESSAGE = "clanMessage"
-    GLOBAL_MESSAGE = "globalMessage"
-    CLAN_MESSAGE_REACTION = "clanMessageReaction"
-    GLOBAL_MESSAGE_REACTION = "globalMessageReaction"
-
-
-class BroadcastEvent(StrEnum):
-    NEW_MESSAGE = "newMessage"
-    NEW_REACTION = "newReaction"
-
+from chatserver.protocol.vocabulary import BroadcastEvent, ChatType, ErrorReason, InboundEvent, MembershipAction
 
 # --- inbound (client -> server) ------------------------------------------------------------------
 
@@ -139,7 +96,7 @@ class BroadcastFrame(BaseModel):
 
 
 class WrappedBroadcastFrame(BaseModel):
-    """``CHAT_ENVELOPE=wrapped``: the shipped Unity client reads ``root["message"]``."""
+    """The game dialect's broadcast: the shipped Unity client reads ``root["message"]``."""
 
     message: BroadcastFrame
 
@@ -161,11 +118,6 @@ class ReadyFrame(BaseModel):
         if data.get("recovered") is None:
             data.pop("recovered", None)
         return data
-
-
-class MembershipAction(StrEnum):
-    LEAVE = "leave"
-    JOIN = "join"
 
 
 class MembershipChange(BaseModel):

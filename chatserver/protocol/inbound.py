@@ -1,0 +1,326 @@
+"""Inbound frames: one text frame parsed once into a typed command, each failure with its reason code.
+
+Every check runs before any query, so values such as ``{"$ne": null}`` never reach a store. The
+envelope (``event``, ``data``, ``ref``) is read first so the sender's bucket can be charged before the
+``data`` rules run, as the receive path does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import emoji as emoji_data
+
+from chatserver.protocol.errors import ChatError
+from chatserver.protocol.models import ErrorDetail
+from chatserver.protocol.vocabulary import (
+    ECHO_MAX_CHARS,
+    MOOD_OF_EMOJI,
+    ChatType,
+    ErrorReason,
+    InboundEvent,
+    echo,
+    is_object_id,
+    mood_named,
+)
+
+# A ``\uD800``-``\uDFFF`` escape in the text: maybe half of a surrogate pair, maybe a lone one (checked then).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class Bucket(StrEnum):
+    """The rate-limit bucket a frame is charged to; a frame that names no known event costs a message."""
+
+    MESSAGES = "messages"
+    REACTIONS = "reactions"
+
+
+@dataclass(frozen=True)
+class InboundRules:
+    """What a deployment accepts: sizes and the feeling and reaction vocabularies (empty: free)."""
+
+    frame_max_bytes: int = 8 * 1024
+    content_max_chars: int = 256
+    feeling_max_chars: int = 32
+    feelings: tuple[str, ...] = ()
+    reactions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FrameEnvelope:
+    """A frame whose envelope is sound: a known event with an object as ``data``."""
+
+    event: InboundEvent
+    data: dict[str, Any]
+    ref: str | None
+    received_at: float = field(default_factory=time.time)
+
+    @property
+    def chat(self) -> ChatType:
+        return _CHAT_OF_EVENT[self.event]
+
+    @property
+    def bucket(self) -> Bucket:
+        return Bucket.REACTIONS if self.event in _REACTION_EVENTS else Bucket.MESSAGES
+
+
+@dataclass(frozen=True)
+class PostMessage:
+    """Post ``content`` (trimmed) with an optional ``feeling`` to the room ``chat`` names."""
+
+    chat: ChatType
+    content: str
+    feeling: str | None
+    ref: str | None = None
+    received_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class React:
+    """Set the sender's reaction on ``message_id`` to ``emoji``; ``None`` removes it."""
+
+    chat: ChatType
+    message_id: str
+    emoji: str | None
+    ref: str | None = None
+    received_at: float = field(default_factory=time.time)
+
+
+Command = PostMessage | React
+
+_CHAT_OF_EVENT = {
+    InboundEvent.CLAN_MESSAGE: ChatType.CLAN,
+    InboundEvent.GLOBAL_MESSAGE: ChatType.GLOBAL,
+    InboundEvent.CLAN_MESSAGE_REACTION: ChatType.CLAN,
+    InboundEvent.GLOBAL_MESSAGE_REACTION: ChatType.GLOBAL,
+}
+_REACTION_EVENTS = {InboundEvent.CLAN_MESSAGE_REACTION, InboundEvent.GLOBAL_MESSAGE_REACTION}
+
+
+def text_of_binary(payload: bytes) -> str:
+    """A binary frame's payload as the text frame it stands for; invalid UTF-8 is "Invalid JSON"."""
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ChatError("Invalid JSON") from None
+
+
+def command_of(envelope: FrameEnvelope, rules: InboundRules) -> Command:
+    """The typed command a sound envelope asks for; raises the one ``ChatError`` its ``data`` earns."""
+    try:
+        if envelope.bucket is Bucket.REACTIONS:
+            message_id, emoji = _check_reaction(envelope.data, rules)
+            return React(envelope.chat, message_id, emoji, envelope.ref, envelope.received_at)
+        content, feeling = _check_message(envelope.data, rules)
+        return PostMessage(envelope.chat, content, feeling, envelope.ref, envelope.received_at)
+    except ChatError as error:
+        error.ref = envelope.ref
+        raise
+
+
+def read_envelope(text: str, rules: InboundRules) -> FrameEnvelope:
+    """Decode one text frame and check its envelope: size, JSON object, ``ref``, ``event``, ``data``.
+
+    An envelope error carries the frame's ``ref`` when it had a usable one, so the client can match it.
+    """
+    if _utf8_length_exceeds(text, rules.frame_max_bytes):
+        raise ChatError("Frame too large")
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the decoder's limit (``[[[[...`` fits in a small frame).
+        raise ChatError("Invalid JSON") from None
+    if not isinstance(raw, dict) or _has_lone_surrogate(text, raw):
+        raise ChatError("Invalid JSON")
+    ref = raw.get("ref")
+    if ref is not None and (not isinstance(ref, str) or len(ref) > ECHO_MAX_CHARS):
+        raise ChatError.of(
+            ErrorReason.VALIDATION, "ref", f"ref must be a string of at most {ECHO_MAX_CHARS} characters"
+        )
+    try:
+        return FrameEnvelope(_known_event(raw.get("event")), _data_object(raw), ref)
+    except ChatError as error:
+        error.ref = ref
+        raise
+
+
+def _known_event(event: Any) -> InboundEvent:
+    try:
+        return InboundEvent(event)
+    except ValueError:
+        allowed = [e.value for e in InboundEvent]
+        raise ChatError.of(
+            ErrorReason.NOT_ALLOWED,
+            "event",
+            f"event must be one of {', '.join(allowed)}",
+            value=echo(event),
+            additional={"allowed": allowed},
+        ) from None
+
+
+def _data_object(raw: dict[str, Any]) -> dict[str, Any]:
+    data = raw.get("data")
+    if data is None:
+        raise ChatError.of(ErrorReason.REQUIRED, "data", "data is required")
+    if not isinstance(data, dict):
+        raise ChatError.of(ErrorReason.NOT_OBJECT, "data", "data must be an object")
+    return data
+
+
+def _check_message(data: dict[str, Any], rules: InboundRules) -> tuple[str, str | None]:
+    """``content`` and ``feeling`` of a new message; every failing field is listed in the one error."""
+    problems: list[ErrorDetail] = []
+    content = _check_content(data.get("content"), rules, problems)
+    feeling = _check_feeling(data.get("feeling"), rules, problems)
+    if problems:
+        raise ChatError(problems)
+    assert content is not None
+    return content, feeling
+
+
+def _check_reaction(data: dict[str, Any], rules: InboundRules) -> tuple[str, str | None]:
+    """``message_id`` (a 24-hex ObjectId) and ``emoji`` (empty or missing removes the reaction)."""
+    problems: list[ErrorDetail] = []
+    message_id = data.get("message_id")
+    if message_id is None:
+        problems.append(_detail(ErrorReason.REQUIRED, "message_id", "message_id is required"))
+    elif not is_object_id(message_id):
+        problems.append(
+            _detail(ErrorReason.VALIDATION, "message_id", "message_id must be a 24-character hex id", echo(message_id))
+        )
+    emoji = _check_emoji(data.get("emoji"), rules, problems)
+    if problems:
+        raise ChatError(problems)
+    assert isinstance(message_id, str)  # is_object_id held
+    return message_id.lower(), emoji
+
+
+def _check_emoji(emoji: Any, rules: InboundRules, problems: list[ErrorDetail]) -> str | None:
+    """With ``CHAT_REACTIONS`` set, one of that list (a Unicode emoji mapped to its Mood when listed);
+    otherwise a single emoji or one of the game's Mood names (the shipped client reacts with ``"Love"``)."""
+    if emoji is None or emoji == "":
+        return None
+    if isinstance(emoji, str) and rules.reactions:
+        by_folded = {allowed.casefold(): allowed for allowed in rules.reactions}
+        spelled = by_folded.get(emoji.strip().casefold()) or by_folded.get(MOOD_OF_EMOJI.get(emoji, "").casefold())
+        if spelled is not None:
+            return spelled
+        problems.append(
+            _detail(
+                ErrorReason.WRONG_ENUM,
+                "emoji",
+                f"emoji must be one of {', '.join(rules.reactions)}",
+                echo(emoji),
+                additional={"allowed": list(rules.reactions)},
+            )
+        )
+        return None
+    if isinstance(emoji, str) and emoji_data.is_emoji(emoji):
+        return emoji
+    mood = mood_named(emoji) if isinstance(emoji, str) else None
+    if mood is None:
+        problems.append(_detail(ErrorReason.VALIDATION, "emoji", "emoji must be a single emoji", echo(emoji)))
+    return mood
+
+
+# What JavaScript's String.prototype.trim removes (WhiteSpace and LineTerminator), as the game backend
+# trims: Python's str.strip() would also remove \x1c-\x1f and \x85 but keep U+FEFF.
+ECMASCRIPT_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
+def _trim(text: str) -> str:
+    return text.strip(ECMASCRIPT_WHITESPACE)
+
+
+def _check_content(content: Any, rules: InboundRules, problems: list[ErrorDetail]) -> str | None:
+    if content is None:
+        problems.append(_detail(ErrorReason.REQUIRED, "content", "content is required"))
+        return None
+    if not isinstance(content, str):
+        problems.append(_detail(ErrorReason.NOT_STRING, "content", "content must be a string", echo(content)))
+        return None
+    trimmed = _trim(content)
+    if not trimmed:
+        problems.append(_detail(ErrorReason.REQUIRED, "content", "content must not be empty", echo(content)))
+        return None
+    limit = rules.content_max_chars
+    if len(trimmed) > limit:
+        problems.append(
+            _detail(
+                ErrorReason.MORE_THAN_MAX,
+                "content",
+                f"content must be shorter than or equal to {limit} characters",
+                additional={"max": limit},
+            )
+        )
+        return None
+    return trimmed
+
+
+def _check_feeling(feeling: Any, rules: InboundRules, problems: list[ErrorDetail]) -> str | None:
+    if feeling is None:
+        return None
+    if not isinstance(feeling, str):
+        problems.append(_detail(ErrorReason.NOT_STRING, "feeling", "feeling must be a string", echo(feeling)))
+        return None
+    if rules.feelings:
+        by_folded = {allowed.casefold(): allowed for allowed in rules.feelings}
+        spelled = by_folded.get(_trim(feeling).casefold())
+        if spelled is None:
+            problems.append(
+                _detail(
+                    ErrorReason.WRONG_ENUM,
+                    "feeling",
+                    f"feeling must be one of {', '.join(rules.feelings)}",
+                    echo(feeling),
+                    additional={"allowed": list(rules.feelings)},
+                )
+            )
+        return spelled
+    label = _trim(feeling)
+    if len(label) > rules.feeling_max_chars:
+        limit = rules.feeling_max_chars
+        problems.append(
+            _detail(
+                ErrorReason.MORE_THAN_MAX,
+                "feeling",
+                f"feeling must be shorter than or equal to {limit} characters",
+                additional={"max": limit},
+            )
+        )
+        return None
+    return label or None
+
+
+def _has_lone_surrogate(text: str, raw: Any) -> bool:
+    """True when a decoded string holds half a surrogate pair (``"\\ud800"``): not Unicode text.
+
+    Such a string can be neither stored as UTF-8 nor sent back in any frame, so it is refused as
+    invalid JSON before it reaches a store (where it would poison every history read of the room)
+    or an error frame (whose encoding would fail). Only frames that spell such an escape are walked.
+    """
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return False
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return True
+    return False
+
+
+def _utf8_length_exceeds(text: str, limit: int) -> bool:
+    """Cheap for the common small frame: a string's UTF-8 size is between 1 and 4 bytes a character."""
+    if len(text) > limit:
+        return True
+    return len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+def _detail(reason: ErrorReason, field: str, message: str, value: Any = None, additional: Any = None) -> ErrorDetail:
+    return ErrorDetail(reason=reason, field=field, value=value, message=message, additional=additional)
