@@ -4,13 +4,14 @@ player, history reads, and the keep-alive ping that drops clients which never an
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chatserver.cluster import Cluster
 from tests.conftest import ServerFactory
@@ -187,3 +188,34 @@ async def test_a_worker_at_its_socket_cap_closes_new_sockets_with_1013(
         except ConnectionClosed:
             assert again.connection.close_code == 1013
     assert frame == {"event": "ready", "data": True}
+
+
+async def test_a_flood_of_unreadable_frames_is_limited_and_then_closed(
+    limited_server: ServerProcess, new_id: Callable[[], str]
+) -> None:
+    flooder = await Client.connect(limited_server, token(new_id()))
+    honest = await Client.connect(limited_server, token(new_id()))
+    for _ in range(BURST + 20):
+        await flooder.send("{}")
+    answers = [await flooder.recv() for _ in range(BURST + 20)]
+    assert [a["error"][0]["reason"] for a in answers[:BURST]] == ["NOT_ALLOWED"] * BURST
+    for answer in answers[BURST:]:
+        assert answer == too_many("messages", retry_after(answer))
+    await asyncio.wait_for(flooder.connection.wait_closed(), 5)
+    assert (flooder.connection.close_code, flooder.connection.close_reason) == (1008, "too many refused frames")
+    assert (await honest.post("global", "still heard"))["content"] == "still heard"
+
+
+async def test_a_player_reconnecting_in_a_loop_is_refused_with_429(
+    server_factory: ServerFactory, new_id: Callable[[], str]
+) -> None:
+    server = server_factory(CHAT_CONNECT_RATE=SLOW_REFILL, CHAT_CONNECT_BURST="3")
+    bearer = token(new_id())
+    for _ in range(3):
+        await (await Client.connect(server, bearer)).close()
+    with pytest.raises(InvalidStatus) as refused:
+        await Client.connect(server, bearer)
+    assert refused.value.response.status_code == 429
+    body = json.loads(refused.value.response.body or b"")
+    assert body == too_many("connects", body["error"][0]["additional"]["retry_after_ms"])
+    await Client.connect(server, token(new_id()))  # another player is not affected
