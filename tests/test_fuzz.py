@@ -23,6 +23,7 @@ import itertools
 import json
 import re
 import secrets
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,19 @@ from tests.harness import NOT_MEMBER, ServerProcess, token
 JS_WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" + (
     "\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
+
+# The content policy: C0/C1 controls but tab, LF and CR, and bidi embeddings, overrides and isolates
+# are removed; a text with nothing visible left (zero-width characters, lone marks, spaces) is empty.
+REMOVED = {*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F)}
+REMOVED |= set(range(0x2066, 0x206A))
+INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"}
+
+
+def shown(text: str) -> str:
+    """What the server keeps of a sent text: the policy above, then JavaScript's trim()."""
+    kept = "".join(char for char in text if ord(char) not in REMOVED).strip(JS_WHITESPACE)
+    return kept if any(unicodedata.category(char) not in INVISIBLE for char in kept) else ""
+
 
 EXAMPLES = 500
 FRAME_TIMEOUT = 5.0
@@ -232,15 +246,15 @@ def content_problems(data: dict[str, Any]) -> list[dict[str, Any]]:
         problems.append(detail("REQUIRED", "content", "content is required"))
     elif not isinstance(data["content"], str):
         problems.append(detail("NOT_STRING", "content", "content must be a string", echo(data["content"])))
-    elif not data["content"].strip(JS_WHITESPACE):
+    elif not shown(data["content"]):
         problems.append(detail("REQUIRED", "content", "content must not be empty", data["content"]))
-    elif len(data["content"].strip(JS_WHITESPACE)) > MAX_CONTENT:
+    elif len(shown(data["content"])) > MAX_CONTENT:
         message = f"content must be shorter than or equal to {MAX_CONTENT} characters"
         problems.append(detail("MORE_THAN_MAX", "content", message, additional={"max": MAX_CONTENT}))
     feeling = data.get("feeling")
     if feeling is not None and not isinstance(feeling, str):
         problems.append(detail("NOT_STRING", "feeling", "feeling must be a string", echo(feeling)))
-    elif isinstance(feeling, str) and len(feeling.strip(JS_WHITESPACE)) > MAX_FEELING:
+    elif isinstance(feeling, str) and len(shown(feeling)) > MAX_FEELING:
         message = f"feeling must be shorter than or equal to {MAX_FEELING} characters"
         problems.append(detail("MORE_THAN_MAX", "feeling", message, additional={"max": MAX_FEELING}))
     return problems
@@ -499,8 +513,8 @@ def check_broadcast(fuzz: Fuzz, sender: Socket, planned: Planned, frame: dict[st
         assert message.get("clan_id") == (sender.clan_id if frame["chat"] == "clan" else None), frame
         if sent is not None:
             assert sent["event"] == f"{frame['chat']}Message", (sent, frame)
-            assert message["content"] == sent["data"]["content"].strip(JS_WHITESPACE), (sent, frame)
-            feeling = (sent["data"].get("feeling") or "").strip(JS_WHITESPACE)
+            assert message["content"] == shown(sent["data"]["content"]), (sent, frame)
+            feeling = shown(sent["data"].get("feeling") or "")
             assert message.get("feeling") == (feeling or None), (sent, frame)
         fuzz.model.add(message)
         return

@@ -242,6 +242,49 @@ async def test_binary_frame_with_json_is_handled_like_text(server: ServerProcess
     assert await client.recv() == {"error": "Invalid JSON"}
 
 
+async def test_invalid_utf8_inside_a_binary_frame_is_invalid_json_not_replaced(
+    embedded_server: ServerProcess, new_id: Callable[[], str]
+) -> None:
+    client = await Client.connect(embedded_server, token(new_id()))
+    await client.send(b'{"event": "globalMessage", "data": {"content": "bad \xff byte"}}')
+    assert await client.recv() == {"error": "Invalid JSON"}
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("\u202eevil.exe\u202c txt", "evil.exe txt"),  # a bidi override would show "txt exe.live"
+        ("\x1b[31mred\x1b[0m alert", "[31mred[0m alert"),  # ANSI escapes lose their ESC: inert text
+        ("tab\tand\nnew line", "tab\tand\nnew line"),
+        ("\u05e9\u05dc\u05d5\u05dd \u200fRTL mark", "\u05e9\u05dc\u05d5\u05dd \u200fRTL mark"),
+        ("zero\u200bwidth inside", "zero\u200bwidth inside"),
+    ],
+    ids=["bidi-override", "ansi-escape", "tab-newline", "rtl-mark", "zero-width-inside"],
+)
+async def test_controls_that_change_what_others_see_are_removed(
+    embedded_server: ServerProcess, new_id: Callable[[], str], sent: str, stored: str
+) -> None:
+    client = await Client.connect(embedded_server, token(new_id()))
+    assert (await client.post("global", sent))["content"] == stored
+
+
+@pytest.mark.parametrize("sent", ["\u200b", "\u200d\u200b\u2060", "\u0301", "\x1b\x07", " \u202e "])
+async def test_content_with_nothing_visible_is_refused_as_empty(
+    embedded_server: ServerProcess, new_id: Callable[[], str], sent: str
+) -> None:
+    client = await Client.connect(embedded_server, token(new_id()))
+    await client.send({"event": "globalMessage", "data": {"content": sent}})
+    assert (await client.recv())["error"] == [
+        {
+            "reason": "REQUIRED",
+            "field": "content",
+            "value": sent,
+            "message": "content must not be empty",
+            "additional": None,
+        }
+    ]
+
+
 async def test_frame_over_the_size_limit_gets_an_error_and_the_socket_stays(
     embedded_server: ServerProcess, new_id: Callable[[], str]
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -235,8 +236,31 @@ ECMASCRIPT_WHITESPACE = (
 )
 
 
+# Removed from every text a client sends: C0 and C1 controls but tab, line feed and carriage return
+# (ANSI escapes lose their ESC and become inert text), and the bidi embeddings, overrides and
+# isolates (U+202A-U+202E, U+2066-U+2069) that reorder what others see (a file name shown
+# reversed, a spoofed link). Left-to-right and right-to-left marks stay: right-to-left text needs them.
+_REMOVED_CONTROLS = dict.fromkeys(
+    [
+        *range(0x00, 0x09),
+        0x0B,
+        0x0C,
+        *range(0x0E, 0x20),
+        *range(0x7F, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    ]
+)
+# A text made only of these shows nothing: zero-width spaces and joiners, lone combining marks, spaces.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
+
+
 def _trim(text: str) -> str:
-    return text.strip(ECMASCRIPT_WHITESPACE)
+    """The text without removed controls, trimmed as JavaScript's ``trim()``; empty when nothing is visible."""
+    trimmed = text.translate(_REMOVED_CONTROLS).strip(ECMASCRIPT_WHITESPACE)
+    if all(unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in trimmed):
+        return ""
+    return trimmed
 
 
 def _check_content(content: Any, rules: InboundRules, problems: list[ErrorDetail]) -> str | None:
