@@ -32,7 +32,7 @@ class Identity:
 
 
 def token_from_request(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
-    """``Authorization: Bearer <jwt>`` first, else the ``token`` query parameter (PROTOCOL.md §1)."""
+    """``Authorization: Bearer <jwt>`` first, else the ``token`` query parameter (docs/protocol.md §1)."""
     authorization = headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():

@@ -1,23 +1,6 @@
 """The reference client: how a game client stays in the chat through drops, deploys and token expiry.
 
-The algorithm (README, "Staying connected"), written once here so it can be read, run
-(``chatserver client``) and tested:
-
-1. Connect with the token. Keep, for every message, the newest ``updatedAt`` processed, and the
-   newest ``updatedAt`` of all (``since``).
-2. When the socket ends, read the close code: 1012 (a replica drains for a restart) reconnects at
-   once, to another replica; 1013 (overloaded) and drops (1006, 1011, a refused connection, HTTP
-   503) back off exponentially with full jitter; 4401 (token expired) gets a fresh token and
-   reconnects at once; 1008 "slow consumer" (the client stopped reading) backs off and reconnects;
-   1008 for too many sockets of this player, 1009 (a frame too large) and a refused token (HTTP
-   401/403) stop: reconnecting would only repeat them.
-3. Reconnect with ``?since=<since less RESUME_OVERLAP>``: the server replays what changed after
-   that, then sends ``ready`` with ``recovered``. ``recovered: false`` means more changed than it
-   replays: reload history over HTTP. The overlap catches a change stamped just before ``since`` but
-   published after it (two writes finishing in the other order than they started).
-4. A frame whose version of its message is not newer than the one held is skipped: the overlap's
-   replay repeats what the client has. The same version twice on one connection would be the
-   server's fault, and is counted (``repeats``).
+The algorithm is in docs/architecture.md ("The reference client"); run it with ``chatserver client``.
 """
 
 from __future__ import annotations

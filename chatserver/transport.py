@@ -1,17 +1,6 @@
-"""Reach the TCP transport under a WebSocket, for what ASGI cannot do: bound and abort a socket.
+"""Reach the TCP transport under a WebSocket, for what ASGI cannot do: bound, abort and write a socket directly.
 
-A client that stops reading keeps its TCP window at zero; a close frame then waits forever behind the
-unsent bytes and so does the socket, and on loopback the kernel would buffer megabytes for it first.
-``TransportAccess`` is the outermost ASGI layer: it sees uvicorn's own ``send`` (a method of the
-connection's protocol object, which holds the asyncio transport) before Starlette wraps it, and
-leaves the transport in the scope. Under another server the key is simply absent: connections then
-fall back to a plain close and the kernel's default buffer.
-
-The server's ``send`` is kept in the scope too: a connection's writer calls it directly for each
-frame, skipping Starlette's state checks and exception-handler wrappers (two extra coroutine layers
-per socket per frame in a broadcast). And a broadcast frame is serialised once (``text_frame``): server
-frames are unmasked, so the same bytes serve every socket, and ``direct_writer_of`` writes them
-straight to an idle socket's transport instead of waking its writer task.
+Why and how: docs/architecture.md, "The send path and the transport".
 """
 
 from __future__ import annotations

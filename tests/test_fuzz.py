@@ -4,7 +4,7 @@ One server per store backend for the module; six sockets in two clans (plus a cl
 second socket of one player) send frames built by hypothesis. Each example picks a sender and a
 batch of frames, and a model of the rooms predicts what must happen:
 
-- the sender gets exactly one outcome per frame, in order: an error frame of the PROTOCOL.md §5
+- the sender gets exactly one outcome per frame, in order: an error frame of the docs/protocol.md §7
   shape (checked strictly, exactly equal when the frame's fault is known) or a §3 broadcast that
   matches what was sent and the model's reactions;
 - every other socket gets exactly the broadcasts of its rooms, byte for byte the same, and nothing

@@ -22,7 +22,7 @@ SLOW_REFILL = "0.2"  # a token every 5 s: none comes back during a test's burst
 
 
 def too_many(kind: str, retry_after_ms: int, ref: str | None = None) -> dict[str, Any]:
-    """The error frame a client over its rate gets (PROTOCOL.md §5), as it must read it."""
+    """The error frame a client over its rate gets (docs/protocol.md §7), as it must read it."""
     frame: dict[str, Any] = {
         "error": [
             {

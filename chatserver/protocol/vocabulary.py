@@ -81,7 +81,6 @@ class CloseCode(Enum):
     SLOW_CONSUMER = (1008, "slow consumer")
     TOO_MANY_SOCKETS = (1008, "too many connections for this player")
     TOO_MANY_REFUSALS = (1008, "too many refused frames")
-    UNSUPPORTED_DATA = (1003, "binary frames are not accepted; send JSON text frames")
 
     def __init__(self, code: int, reason: str) -> None:
         self.code = code

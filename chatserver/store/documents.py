@@ -1,15 +1,6 @@
-"""Beanie documents in the game's own collection layout, so the old backend and this service share data.
+"""Beanie documents in the game's own ``ChatMessage`` layout, so the old backend and this service share data.
 
-``ChatMessage`` documents look exactly like the ones the game's NestJS backend writes (see
-``altzone-server.md`` §2): ``type``, ``sender_id`` (an ObjectId), ``content``, ``feeling``, ``clan_id``
-(a *string*, clan messages only), ``reactions`` [{``playerName``, ``emoji``, ``sender_id``}],
-``createdAt``/``updatedAt``. The one addition is ``senderProfile`` {``name``, ``avatar``}: the sender's
-profile as it was when the message was written, for history when the ``Player`` collection is not the
-source of profiles. Documents the old backend wrote (no ``senderProfile``, an ``__v`` field, reaction
-sub-documents with their own ``_id`` or with ``sender_id: "legacy_system"``) read fine: unknown fields
-are ignored, missing ones take their defaults.
-
-``Player`` documents are only read, never written; this service owns none of that collection.
+The layout and what old-backend documents look like: docs/architecture.md, "Storage layout".
 """
 
 from __future__ import annotations
