@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.game_client import GameClient
 from tests.harness import Client, ServerProcess
 
 pytest_plugins = ["tests.standin_fixtures"]
@@ -71,4 +72,5 @@ async def close_clients() -> AsyncIterator[None]:
     """Close every client a test opened, passed or failed, so no socket outlives its test."""
     yield
     opened, Client.opened = Client.opened, []
-    await asyncio.gather(*(client.close() for client in opened), return_exceptions=True)
+    games, GameClient.opened = GameClient.opened, []
+    await asyncio.gather(*(client.close() for client in [*opened, *games]), return_exceptions=True)

@@ -112,11 +112,17 @@ def _check_avatar(avatar: Any) -> None:
 
 
 class GameClient:
-    """A socket opened as the shipped client opens it (Bearer header, no subprotocol unless asked)."""
+    """A socket opened as the shipped client opens it (Bearer header, no subprotocol unless asked).
+
+    Like ``harness.Client``, every one is remembered in ``opened`` so the suite closes it after its test.
+    """
+
+    opened: list[GameClient] = []
 
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self.skipped: list[str] = []
+        GameClient.opened.append(self)
 
     @classmethod
     async def open(cls, ws_url: str, bearer: str, *, subprotocol: str | None = None) -> GameClient:

@@ -20,10 +20,17 @@ from chatserver.protocol.models import (
     Message,
     ReadyFrame,
 )
-from chatserver.protocol.vocabulary import MOOD_OF_EMOJI, BroadcastEvent, ChatType, Dialect, mood_named
+from chatserver.protocol.vocabulary import (
+    AVATAR_PIECES,
+    LEGACY_PIECE_COLOR,
+    MOOD_OF_EMOJI,
+    BroadcastEvent,
+    ChatType,
+    Dialect,
+    mood_named,
+)
 
 READY_TEXT = ReadyFrame().model_dump_json()
-AVATAR_PIECES = ("head", "hair", "eyes", "nose", "mouth", "eyebrows", "clothes", "feet", "hands")
 _INT32 = range(-(2**31), 2**31)
 
 
@@ -155,12 +162,14 @@ def game_message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def game_avatar(avatar: Any) -> dict[str, dict[str, Any]] | None:
-    """The known pieces that are ``{id: int, color: str}`` objects; ``None`` when none is."""
+    """The known pieces as ``{id: int, color: str}`` (a bare number as the game reads it); ``None`` if none is."""
     if not isinstance(avatar, dict):
         return None
     pieces = {}
     for key in AVATAR_PIECES:
         piece = avatar.get(key)
+        if type(piece) is int:
+            piece = {"id": piece, "color": LEGACY_PIECE_COLOR}
         if not isinstance(piece, dict):
             continue
         piece_id, color = piece.get("id"), piece.get("color")

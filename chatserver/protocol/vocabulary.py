@@ -113,6 +113,10 @@ class RoomKey:
         return cls.global_room() if name == "global" else cls.clan(name.removeprefix("clan:"))
 
 
+# The pieces of a game avatar, each ``{"id": int, "color": str}``; a bare number is a piece from before
+# the game's avatar refactor, which the game itself reads as that id in white (``wrapLegacyPiece``).
+AVATAR_PIECES = ("head", "hair", "eyes", "nose", "mouth", "eyebrows", "clothes", "feet", "hands")
+LEGACY_PIECE_COLOR = "#ffffff"
 # The shipped client's ``Mood`` enum, in its exact spelling (``Enum.Parse`` is case-sensitive).
 MOODS = ("Happy", "Sad", "Neutral", "Love", "Thinking", "Wink", "Angry", "None")
 # The reactions the client's buttons send; a game deployment's default CHAT_REACTIONS.

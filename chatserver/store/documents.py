@@ -15,13 +15,12 @@ from pydantic import BaseModel, Field, field_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from chatserver.protocol import ChatType
+from chatserver.protocol.vocabulary import AVATAR_PIECES, LEGACY_PIECE_COLOR
 from chatserver.store.base import NewMessage, RoomKey, StoredMessage, StoredReaction
 
 LEGACY_REACTION_SENDER = "legacy_system"
 """What the old backend reads back as ``sender_id`` for reactions written before it stored one."""
 
-AVATAR_PIECES = ("head", "hair", "eyes", "nose", "mouth", "eyebrows", "clothes", "feet", "hands")
-LEGACY_PIECE_COLOR = "#ffffff"
 
 _OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 
