@@ -7,6 +7,7 @@ rules, which raises where the shipped client would throw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -47,9 +48,9 @@ def history(server: ServerProcess, bearer: str, **params: str) -> httpx.Response
     )
 
 
-def move(server: ServerProcess, player: str, action: str, clan: str) -> None:
+def move(base_url: str, player: str, action: str, clan: str) -> None:
     response = httpx.post(
-        f"{server.http_url}/internal/membership",
+        f"{base_url}/internal/membership",
         json={"player_id": player, "action": action, "clan_id": clan},
         headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
         timeout=5,
@@ -197,8 +198,8 @@ async def test_a_game_socket_sees_nothing_it_cannot_parse_through_errors_limits_
         await game.connection.send(bad)
     await game.send("globalMessage", {"content": "x" * 300})
     await game.send("clanMessageReaction", {"message_id": "0" * 24, "emoji": "Love"})
-    move(server, player, "leave", clan)
-    move(server, player, "join", other_clan)
+    move(server.http_url, player, "leave", clan)
+    move(server.http_url, player, "join", other_clan)
     assert await game.quiet(1.0) == []
     assert game.skipped == []
     metrics = httpx.get(f"{server.http_url}/metrics", timeout=5).text
@@ -294,10 +295,10 @@ async def test_an_unknown_history_dialect_is_wrong_enum(wiki_server: ServerProce
 async def test_game_and_wiki_sockets_on_different_replicas_share_a_room(
     tmp_path: Path, new_id: Callable[[], str]
 ) -> None:
-    with Cluster(2, workdir=tmp_path / "c", env=suite_env()) as cluster:
+    with Cluster(2, workdir=tmp_path / "c", env=suite_env(CHAT_INTERNAL_TOKEN=SERVICE_TOKEN)) as cluster:
         first, second = cluster.replicas
-        clan = new_id()
-        game = await GameClient.open(first.ws_url, token(new_id(), clan_id=clan), subprotocol=GAME)
+        clan, new_clan, player = new_id(), new_id(), new_id()
+        game = await GameClient.open(first.ws_url, token(player, clan_id=clan), subprotocol=GAME)
         wiki = await Client.open(second.ws_url, token(new_id(), clan_id=clan))
         await wiki.post("clan", "from the wiki replica", feeling="excited")
         seen = (await game.recv())["message"]
@@ -305,6 +306,15 @@ async def test_game_and_wiki_sockets_on_different_replicas_share_a_room(
         await game.send("clanMessage", {"content": "from the game replica", "feeling": "Sad"})
         assert (await wiki.recv())["message"]["feeling"] == "Sad"
         assert (await game.recv())["message"]["content"] == "from the game replica"
+
+        elsewhere = await Client.open(second.ws_url, token(new_id(), clan_id=new_clan))
+        move(second.url, player, "join", new_clan)  # through the other replica, over Redis
+        for _ in range(100):
+            await elsewhere.post("clan", "welcome")
+            with contextlib.suppress(TimeoutError):
+                if (await game.recv(0.2))["message"]["content"] == "welcome":
+                    break
+        assert game.skipped == []
 
 
 async def test_a_drain_closes_game_sockets_last_with_1012(tmp_path: Path, new_id: Callable[[], str]) -> None:
