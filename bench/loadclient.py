@@ -70,11 +70,15 @@ class CountingListener:
         self.closed.append(reason)
 
 
-def upgrade_request(host: str, port: int, path: str) -> bytes:
-    """The HTTP/1.1 upgrade request, written once per socket."""
+GAME_SUBPROTOCOL = "altzone-chat.game"
+
+
+def upgrade_request(host: str, port: int, path: str, subprotocol: str | None = None) -> bytes:
+    """The HTTP/1.1 upgrade request, written once per socket; a game-dialect socket names its subprotocol."""
+    offered = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Sec-WebSocket-Key: {_KEY}\r\nSec-WebSocket-Version: 13\r\n{offered}\r\n"
     ).encode("ascii")
 
 
@@ -92,10 +96,14 @@ def client_frame(payload: bytes, opcode: int = OPCODE_TEXT) -> bytes:
 
 
 class RawSocket(asyncio.Protocol):
-    """One client WebSocket; the first data frame is the server's ``ready``, every later one is load."""
+    """One client WebSocket; the first data frame is the server's ``ready``, every later one is load.
 
-    def __init__(self, request: bytes, listener: Listener, index: int) -> None:
+    A game-dialect socket (``expects_ready`` false) gets no ``ready``: it is open once the handshake is.
+    """
+
+    def __init__(self, request: bytes, listener: Listener, index: int, expects_ready: bool = True) -> None:
         self.index = index
+        self._expects_ready = expects_ready
         self.state = SocketState.CONNECTING
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -142,6 +150,9 @@ class RawSocket(asyncio.Protocol):
                 return
             self.state = SocketState.WAITING_READY
             data = data[end + 4 :]
+            if not self._expects_ready:
+                self.state = SocketState.OPEN
+                self.ready.set_result(None)
         self._frames(data)
 
     def _frames(self, data: bytes) -> None:
@@ -214,8 +225,11 @@ async def open_sockets(
     first_index: int = 0,
     concurrency: int = 100,
     timeout: float = 30.0,
+    game_every: int = 0,
 ) -> OpenResult:
     """Connect one socket per ``(port, path)`` and wait for each one's ``ready`` frame.
+
+    With ``game_every`` n, every n-th socket (index 1, 1 + n, ...) asks for the game dialect.
 
     At most ``concurrency`` handshakes are in flight, which keeps the server's listen backlog from
     overflowing (a dropped SYN costs a one-second retransmit and would wreck the connect rate).
@@ -227,10 +241,11 @@ async def open_sockets(
     async def one(index: int, port: int, path: str) -> RawSocket | None:
         async with gate:
             started = time.perf_counter()
-            request = upgrade_request(host, port, path)
+            game = game_every > 0 and index % game_every == 1 % game_every
+            request = upgrade_request(host, port, path, GAME_SUBPROTOCOL if game else None)
             try:
                 _, socket = await asyncio.wait_for(
-                    loop.create_connection(lambda: RawSocket(request, listener, index), host, port), timeout
+                    loop.create_connection(lambda: RawSocket(request, listener, index, not game), host, port), timeout
                 )
                 await asyncio.wait_for(socket.ready, timeout)
             except (OSError, ConnectionError, TimeoutError) as error:

@@ -162,7 +162,12 @@ class LoadProcess:
         return jwt.encode(claims, self.secret, algorithm="HS256")
 
     async def cmd_open(
-        self, count: int, clan_size: int | None = None, concurrency: int = 100, listener: str = "flood"
+        self,
+        count: int,
+        clan_size: int | None = None,
+        concurrency: int = 100,
+        listener: str = "flood",
+        game_every: int = 0,
     ) -> dict[str, Any]:
         first = self.first_index + len(self.sockets)
         targets = []
@@ -172,7 +177,9 @@ class LoadProcess:
             targets.append((self.ports[index % len(self.ports)], f"{self.path}?token={self._token(index, clan)}"))
         chosen = self.latency if listener == "latency" else self.flood
         cpu = time.process_time()
-        result = await open_sockets(self.host, targets, chosen, first_index=first, concurrency=concurrency)
+        result = await open_sockets(
+            self.host, targets, chosen, first_index=first, concurrency=concurrency, game_every=game_every
+        )
         self.sockets.extend(result.sockets)
         log(f"opened {len(result.sockets)}/{count} sockets in {result.seconds:.2f}s ({len(self.sockets)} open)")
         return {

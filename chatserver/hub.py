@@ -95,7 +95,8 @@ class Hub:
         audience = 0
         for dialect, members in members_by_dialect.items():
             text = frame.text if dialect is Dialect.WIKI else RENDERERS[dialect].broadcast(frame.text)
-            if not members or text is None:
+            if text is None:
+                metrics.FRAMES_WITHHELD.labels("broadcast").inc(len(members))
                 continue
             wire = text_frame(text)  # serialised once: server frames are unmasked, the same bytes for every socket
             for connection in members:

@@ -20,6 +20,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from chatserver.cluster import Cluster
+from chatserver.protocol.outbound import RENDERERS
+from chatserver.protocol.vocabulary import Dialect
 from tests.conftest import ServerFactory
 from tests.game_client import ClientWouldThrow, GameClient, check_history, handle_message
 from tests.harness import Client, ServerProcess, suite_env, token
@@ -333,3 +335,20 @@ async def test_a_drain_closes_game_sockets_last_with_1012(tmp_path: Path, new_id
         await asyncio.wait_for(game.connection.wait_closed(), drain_seconds)
         assert game.connection.close_code == 1012
         assert time.monotonic() - wiki_closed > 1.0
+
+
+def test_the_game_renderer_withholds_broadcasts_the_client_has_no_handler_for() -> None:
+    game = RENDERERS[Dialect.GAME]
+    edited = {"chat": "global", "event": "editedMessage", "message": {"_id": "a" * 24, "type": "global"}}
+    assert game.broadcast(json.dumps(edited)) is None
+    message = {
+        "_id": "a" * 24,
+        "sender": {"_id": "p", "name": "P", "avatar": None},
+        "content": "hi",
+        "type": "global",
+        "reactions": [],
+        "createdAt": "2026-12-02T05:02:34.546Z",
+        "updatedAt": "2026-12-02T05:02:34.546Z",
+    }
+    shown = game.broadcast(json.dumps({"chat": "global", "event": "newMessage", "message": message}))
+    assert shown is not None and handle_message(shown) == {"chat": "global", "event": "newMessage", "message": message}

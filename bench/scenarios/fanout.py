@@ -24,9 +24,10 @@ from typing import Any
 from bench import processes, profiling, report
 from bench.processes import LoadClient, Server
 
-TARGETS = ("ours", "ceiling", "starlette")
+TARGETS = ("ours", "mixed", "ceiling", "starlette")
 LABELS = {
     "ours": "chatserver",
+    "mixed": "chatserver, half the sockets on the game dialect",
     "ceiling": "ceiling (websockets.broadcast)",
     "starlette": "floor (bare Starlette loop)",
 }
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _server(target: str, workdir: Path, frame_bytes: int, profile: Path | None) -> Server:
-    if target == "ours":
+    if target in ("ours", "mixed"):
         return processes.chat_server(workdir, profile=profile)
     port = processes.free_port()
     module = "bench.ceiling_server" if target == "ceiling" else "bench.starlette_floor"
@@ -88,7 +89,7 @@ def measure(
     try:
         server.start()
         load = LoadClient({"ports": [server.port]}).start()
-        opened = load.call("open", count=sockets, concurrency=100)
+        opened = load.call("open", count=sockets, concurrency=100, game_every=2 if target == "mixed" else 0)
         if opened["open"] < sockets:
             failures = opened["failures"]
             raise RuntimeError(f"{LABELS[target]}: only {opened['open']}/{sockets} sockets opened: {failures}")
@@ -191,7 +192,7 @@ def _window_sweep(
     windows = [int(w) for w in (args.windows or ("1,16,256" if args.quick else "1,4,16,64,256")).split(",")]
     sweep = list(best((r for r in runs if r.sockets == sockets and r.window in windows), "window").values())
     for window in windows:
-        for target in targets:
+        for target in (t for t in targets if t != "mixed"):  # the dialect mix is measured at the sizes only
             if any(r.target == target and r.window == window for r in sweep):
                 continue
             print(f"  {LABELS[target]}: {sockets:,} sockets, window {window}", flush=True)
@@ -359,7 +360,7 @@ def _report(
     by = {key: r.result["deliveries_per_second"] for key, r in best(runs, "sockets").items()}
     ratio_rows = []
     for sockets in sizes:
-        ours, ceiling, floor = (by.get((t, sockets)) for t in TARGETS)
+        ours, mixed, ceiling, floor = (by.get((t, sockets)) for t in TARGETS)
         ratio_rows.append(
             [
                 sockets,
@@ -369,12 +370,22 @@ def _report(
                 ours / ceiling if ours and ceiling else None,
                 ours / floor if ours and floor else None,
                 floor / ceiling if floor and ceiling else None,
+                mixed / ceiling if mixed and ceiling else None,
             ]
         )
     result.tables.append(
         report.Table(
             "Ratios (same run, same load)",
-            ["sockets", "chatserver/s", "ceiling/s", "floor/s", "ours/ceiling", "ours/floor", "floor/ceiling"],
+            [
+                "sockets",
+                "chatserver/s",
+                "ceiling/s",
+                "floor/s",
+                "ours/ceiling",
+                "ours/floor",
+                "floor/ceiling",
+                "half game/ceiling",
+            ],
             ratio_rows,
         )
     )
@@ -390,6 +401,16 @@ def _report(
         )
     else:
         result.targets.append(report.Target("fanout at 1,000 sockets", ">= 0.75x ceiling", "not run", None))
+    if at_1000 is not None and at_1000[4] is not None and at_1000[7] is not None:
+        kept = at_1000[7] / at_1000[4]
+        result.targets.append(
+            report.Target(
+                "half the sockets on the game dialect, 1,000 sockets",
+                "within 10% of the single-dialect ratio to the ceiling",
+                f"{at_1000[7]:.2f}x against {at_1000[4]:.2f}x ({kept:.0%} of it)",
+                kept >= 0.9,
+            )
+        )
     if profile is not None:
         result.tables.append(
             report.Table(

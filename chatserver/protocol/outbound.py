@@ -31,6 +31,8 @@ from chatserver.protocol.vocabulary import (
 )
 
 READY_TEXT = ReadyFrame().model_dump_json()
+GAME_BROADCASTS = frozenset({BroadcastEvent.NEW_MESSAGE.value, BroadcastEvent.NEW_REACTION.value})
+"""The broadcasts the shipped client handles; it would throw at any other (later features' edits, deletions)."""
 _INT32 = range(-(2**31), 2**31)
 
 
@@ -108,8 +110,9 @@ class GameRenderer(Renderer):
     dialect = Dialect.GAME
 
     def broadcast(self, wiki_text: str) -> str | None:
+        """The wrapped frame of a ``newMessage`` / ``newReaction``; ``None`` for any other broadcast."""
         frame = json.loads(wiki_text)
-        if not isinstance(frame.get("message"), dict) or "chat" not in frame:
+        if frame.get("event") not in GAME_BROADCASTS or not isinstance(frame.get("message"), dict):
             return None
         frame["message"] = game_message(frame["message"])
         return _compact({"message": frame})
