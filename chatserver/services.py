@@ -144,6 +144,6 @@ def _limiter_for(settings: Settings) -> RateLimiter:
 def _players_for(settings: Settings) -> PlayerDirectory:
     if not settings.players_from_database:
         return ClaimsDirectory()
-    from chatserver.store.mongo_players import MongoPlayerDirectory
+    from chatserver.players.mongo import MongoPlayerDirectory
 
     return MongoPlayerDirectory()

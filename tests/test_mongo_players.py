@@ -9,9 +9,9 @@ from bson import ObjectId
 
 from chatserver.auth import Identity
 from chatserver.players import Player, PlayerNotFound
+from chatserver.players.mongo import MongoPlayerDirectory
 from chatserver.store.documents import PlayerDocument
 from chatserver.store.mongo import MongoStore
-from chatserver.store.mongo_players import MongoPlayerDirectory
 
 ALICE = ObjectId("665af23e5e982f0013aa0001")
 BOB = ObjectId("665af23e5e982f0013aa0002")
