@@ -28,7 +28,8 @@ from chatserver.broker.base import Broker, MembershipHandler, ResubscribedHandle
 from chatserver.chat import ChatService
 from chatserver.frames import iso_millis
 from chatserver.protocol import MembershipChange
-from chatserver.store.base import RoomKey, StoreUnavailable
+from chatserver.protocol.vocabulary import RoomKey
+from chatserver.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

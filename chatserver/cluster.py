@@ -77,7 +77,7 @@ def http_ok(url: str) -> bool:
     """True when ``url`` answers 200; no proxy from the environment, which would never reach our ports."""
     try:
         with _DIRECT.open(url, timeout=1) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except urllib.error.HTTPError as error:
         error.close()
         return False

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import core_schema
 
 from chatserver.protocol import models as protocol
 from chatserver.protocol.vocabulary import CloseCode, Dialect
 
-_COMPONENT_MODELS: list[type[protocol.BaseModel]] = [
+_COMPONENT_MODELS: list[type[BaseModel]] = [
     protocol.ClientFrame,
     protocol.MessageData,
     protocol.ReactionData,

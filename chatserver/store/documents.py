@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field, field_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from chatserver.protocol import ChatType
-from chatserver.protocol.vocabulary import AVATAR_PIECES, LEGACY_PIECE_COLOR
-from chatserver.store.base import NewMessage, RoomKey, StoredMessage, StoredReaction
+from chatserver.protocol.vocabulary import AVATAR_PIECES, LEGACY_PIECE_COLOR, RoomKey
+from chatserver.store.base import NewMessage, StoredMessage, StoredReaction
 
 LEGACY_REACTION_SENDER = "legacy_system"
 """What the old backend reads back as ``sender_id`` for reactions written before it stored one."""
@@ -34,7 +34,7 @@ def as_object_id(text: str) -> ObjectId | None:
     return ObjectId(text) if _OBJECT_ID.fullmatch(text) else None
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     """PyMongo (and mongomock) hand back naive datetimes that mean UTC; make that explicit."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -87,7 +87,7 @@ class ChatMessageDocument(Document):
     @field_validator("createdAt", "updatedAt")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return _utc(value)
+        return as_utc(value)
 
     @classmethod
     def from_new(cls, new: NewMessage, now: datetime) -> ChatMessageDocument:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from bson import ObjectId
 
+from chatserver.protocol.vocabulary import RoomKey
 from chatserver.store.base import (
     ChangeClock,
     ChangeSlice,
@@ -21,7 +22,6 @@ from chatserver.store.base import (
     MessageStore,
     NewMessage,
     ReactionChange,
-    RoomKey,
     StoredMessage,
     apply_reaction,
 )

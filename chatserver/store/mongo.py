@@ -30,7 +30,7 @@ import asyncio
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -40,6 +40,7 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import PyMongoError
 
 from chatserver.protocol import ChatType
+from chatserver.protocol.vocabulary import RoomKey
 from chatserver.store.base import (
     ChangeClock,
     ChangeSlice,
@@ -47,11 +48,16 @@ from chatserver.store.base import (
     MessageStore,
     NewMessage,
     ReactionChange,
-    RoomKey,
     StoredMessage,
     StoreUnavailable,
 )
-from chatserver.store.documents import LEGACY_REACTION_SENDER, ChatMessageDocument, PlayerDocument, as_object_id
+from chatserver.store.documents import (
+    LEGACY_REACTION_SENDER,
+    ChatMessageDocument,
+    PlayerDocument,
+    as_object_id,
+    as_utc,
+)
 
 MOCK_SCHEME = "mongomock://"
 SERVER_SELECTION_TIMEOUT_MS = 3000
@@ -202,12 +208,13 @@ class MongoStore(MessageStore):
                     return_document=ReturnDocument.AFTER,
                 )
                 if raw is not None:
-                    return ChatMessageDocument.model_validate(raw).to_stored()
+                    stored: StoredMessage = ChatMessageDocument.model_validate(raw).to_stored()
+                    return stored
                 current = await collection.find_one({"_id": message_id, **room_filter(room)}, {"updatedAt": 1})
                 if current is None:
                     return None
                 await asyncio.sleep(random.uniform(0, REACT_RETRY_JITTER_SECONDS))  # spread out the racers
-                stamp = self._clock.now(after=_utc(current["updatedAt"]))
+                stamp = self._clock.now(after=as_utc(current["updatedAt"]))
         raise StoreUnavailable(f"reaction on {change.message_id} lost {REACT_ATTEMPTS} races for its updatedAt")
 
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
@@ -250,11 +257,6 @@ class MongoStore(MessageStore):
         if limit <= 0:  # MongoDB reads a limit of 0 as "no limit"
             return []
         return await ChatMessageDocument.find(query).sort(NEWEST_FIRST).skip(skip).limit(limit).to_list()
-
-
-def _utc(moment: datetime) -> datetime:
-    """PyMongo returns naive UTC datetimes unless the client is tz-aware."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _url_sets(url: str, option: str) -> bool:

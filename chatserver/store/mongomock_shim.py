@@ -69,7 +69,8 @@ def _accept_beanie_listing_options(database: Any) -> None:
     list_collection_names = database.list_collection_names
 
     async def patched(filter: dict[str, Any] | None = None, session: Any = None, **_options: Any) -> list[str]:
-        return await list_collection_names(filter=filter, session=session)
+        names: list[str] = await list_collection_names(filter=filter, session=session)
+        return names
 
     database.list_collection_names = patched
 
