@@ -272,3 +272,14 @@ class StuckClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def post_membership(base_url: str, service_token: str, player: str, action: str, clan: str) -> None:
+    """``POST /internal/membership`` as the game backend would, asserting the 202."""
+    response = httpx.post(
+        f"{base_url}/internal/membership",
+        json={"player_id": player, "action": action, "clan_id": clan},
+        headers={"Authorization": f"Bearer {service_token}"},
+        timeout=5,
+    )
+    assert response.status_code == 202, response.text

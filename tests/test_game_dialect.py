@@ -24,7 +24,7 @@ from chatserver.protocol.outbound import RENDERERS
 from chatserver.protocol.vocabulary import Dialect
 from tests.conftest import ServerFactory
 from tests.game_client import ClientWouldThrow, GameClient, check_history, handle_message
-from tests.harness import Client, ServerProcess, suite_env, token
+from tests.harness import Client, ServerProcess, post_membership, suite_env, token
 
 SERVICE_TOKEN = "game-dialect-service-token"
 GAME = "altzone-chat.game"
@@ -51,13 +51,7 @@ def history(server: ServerProcess, bearer: str, **params: str) -> httpx.Response
 
 
 def move(base_url: str, player: str, action: str, clan: str) -> None:
-    response = httpx.post(
-        f"{base_url}/internal/membership",
-        json={"player_id": player, "action": action, "clan_id": clan},
-        headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
-        timeout=5,
-    )
-    assert response.status_code == 202
+    post_membership(base_url, SERVICE_TOKEN, player, action, clan)
 
 
 # --- the client model itself ----------------------------------------------------------------------
@@ -352,3 +346,12 @@ def test_the_game_renderer_withholds_broadcasts_the_client_has_no_handler_for() 
     }
     shown = game.broadcast(json.dumps({"chat": "global", "event": "newMessage", "message": message}))
     assert shown is not None and handle_message(shown) == {"chat": "global", "event": "newMessage", "message": message}
+
+
+async def test_the_old_envelope_setting_still_means_the_game_and_says_it_is_deprecated(
+    server_factory: ServerFactory, new_id: Callable[[], str]
+) -> None:
+    server = server_factory(CHAT_ENVELOPE="wrapped")
+    game = await GameClient.open(server.ws_url, token(new_id()))
+    assert (await game.post("global", "still wrapped"))["content"] == "still wrapped"
+    assert "CHAT_ENVELOPE is deprecated: use CHAT_DIALECT=game" in server.log()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerFactory
-from tests.harness import Client, ServerProcess, token
+from tests.harness import Client, ServerProcess, post_membership, token
 
 SERVICE_TOKEN = "game-players-service-token"
 ZED, YAN, XI = "64b000000000000000000001", "64b000000000000000000002", "64b000000000000000000003"
@@ -37,13 +37,7 @@ def game_server(server_factory: ServerFactory, tmp_path_factory: pytest.TempPath
 
 
 def change(server: ServerProcess, player: str, action: str, clan: str) -> None:
-    response = httpx.post(
-        f"{server.http_url}/internal/membership",
-        json={"player_id": player, "action": action, "clan_id": clan},
-        headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
-        timeout=5,
-    )
-    assert response.status_code == 202
+    post_membership(server.http_url, SERVICE_TOKEN, player, action, clan)
 
 
 async def test_name_avatar_and_clan_come_from_the_database_not_the_token(game_server: ServerProcess) -> None:

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from chatserver.cluster import Cluster
-from tests.harness import ROOT, Client, suite_env, token
+from tests.harness import ROOT, Client, post_membership, suite_env, token
 
 SERVICE_TOKEN = "replica-suite-service-token"
 READY_TIMEOUT = 30.0
@@ -119,13 +119,7 @@ def publish_on_redis(cluster: Cluster, player: str, action: str, clan: str) -> N
 
 
 def post_to_replica(cluster: Cluster, player: str, action: str, clan: str) -> None:
-    response = httpx.post(
-        f"{cluster.replicas[0].url}/internal/membership",
-        json={"player_id": player, "action": action, "clan_id": clan},
-        headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
-        timeout=5,
-    )
-    assert response.status_code == 202, response.text
+    post_membership(cluster.replicas[0].url, SERVICE_TOKEN, player, action, clan)
 
 
 def run_cli(cluster: Cluster, player: str, action: str, clan: str) -> None:
