@@ -5,7 +5,6 @@ The layout and what old-backend documents look like: docs/architecture.md, "Stor
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,14 +14,11 @@ from pydantic import BaseModel, Field, field_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from chatserver.protocol import ChatType
-from chatserver.protocol.vocabulary import AVATAR_PIECES, LEGACY_PIECE_COLOR, RoomKey
+from chatserver.protocol.vocabulary import AVATAR_PIECES, LEGACY_PIECE_COLOR, RoomKey, is_object_id
 from chatserver.store.base import NewMessage, StoredMessage, StoredReaction
 
 LEGACY_REACTION_SENDER = "legacy_system"
 """What the old backend reads back as ``sender_id`` for reactions written before it stored one."""
-
-
-_OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 
 
 def as_object_id(text: str) -> ObjectId | None:
@@ -31,7 +27,7 @@ def as_object_id(text: str) -> ObjectId | None:
     Stricter than ``ObjectId.is_valid`` on purpose: an upper-case spelling would come back lower-case
     and no longer equal the id the caller holds, which the in-memory store would not do either.
     """
-    return ObjectId(text) if _OBJECT_ID.fullmatch(text) else None
+    return ObjectId(text) if is_object_id(text) and text == text.lower() else None
 
 
 def as_utc(value: datetime) -> datetime:
