@@ -1,4 +1,4 @@
-"""The ``chatserver`` command: ``serve`` (the default), ``token``, ``membership``, ``cluster`` and ``client``."""
+"""The ``chatserver`` command: ``serve`` (the default), ``token``, ``membership`` and ``client``."""
 
 from __future__ import annotations
 
@@ -28,10 +28,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         _token(args, settings)
     elif command == "membership":
         _membership(args, settings)
-    elif command == "cluster":
-        from chatserver.cluster import run_cluster
-
-        run_cluster(args)
     elif command == "client":
         _client(args)
     else:
@@ -61,10 +57,6 @@ def _parser() -> argparse.ArgumentParser:
     membership.add_argument("--player-id", required=True)
     membership.add_argument("--clan-id", required=True)
     membership.add_argument("--url", help="a server's base URL, used when REDIS_URL is not set")
-    cluster = commands.add_parser("cluster", help="run redis-server, N replicas and nginx locally")
-    from chatserver.cluster import add_cluster_arguments
-
-    add_cluster_arguments(cluster)
     client = commands.add_parser(
         "client",
         help="the reference client: print every frame as a JSON line, reconnecting and resuming",

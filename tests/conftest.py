@@ -17,18 +17,15 @@ pytest_plugins = ["tests.standin_fixtures"]
 
 ServerFactory = Callable[..., ServerProcess]
 
-# memory: the embedded store. mongomock: MongoStore on the in-process stand-in. wire: MongoStore through
-# real PyMongo to mongomock served over the MongoDB wire protocol (tests/mongo_standin.py), which several
-# processes can share. mongodb: a real server, when MONGODB_URL is set.
-STORE_BACKENDS = ["memory", "mongomock", "wire"] + (["mongodb"] if os.environ.get("MONGODB_URL") else [])
+# memory: the embedded store. wire: MongoStore through real PyMongo to the MongoDB wire-protocol stand-in
+# (tests/mongo_standin.py), which several processes can share. mongodb: a real server, when MONGODB_URL is set.
+STORE_BACKENDS = ["memory", "wire"] + (["mongodb"] if os.environ.get("MONGODB_URL") else [])
 
 
 def _backend_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
     """Environment that puts a server on one store backend; players always come from token claims."""
     if backend == "memory":
         return {}
-    if backend == "mongomock":
-        return {"MONGODB_URL": "mongomock://", "CHAT_PLAYERS_FROM_DB": "false"}
     url = request.getfixturevalue("mongo_standin_url") if backend == "wire" else os.environ["MONGODB_URL"]
     return {"MONGODB_URL": url, "MONGODB_DB": f"chat_test_{secrets.token_hex(4)}", "CHAT_PLAYERS_FROM_DB": "false"}
 

@@ -9,23 +9,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
+
+from tools.processes import ManagedProcess, free_port, http_ok
 
 TEST_SECRET = "test-secret-for-the-chat-server-suite-0123456789-abcdefghijklmnopqrstuvwxyz"
 FRAME_TIMEOUT = 5.0
@@ -42,12 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def suite_env(**extra: str) -> dict[str, str]:
     """Settings every test server starts with (``extra`` wins): the test secret, rate limits off."""
     return {"JWT_SECRET": TEST_SECRET, **RATE_LIMITS_OFF, **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def token(
@@ -70,14 +65,25 @@ def token(
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any chat setting (no ``JWT_SECRET`` either), plus ``extra``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
+    return {**base, **extra}
+
+
 @dataclass
 class ServerProcess:
-    """One ``chatserver`` process; ``env`` adds to a clean environment with the test secret."""
+    """One ``chatserver`` process; ``env`` adds to a clean environment with the suite's settings.
+
+    ``suite_settings=False`` leaves those out (no test secret, rate limits on), and ``command`` is how
+    it is started (``python -m chatserver`` of this tree unless a test says otherwise).
+    """
 
     env: Mapping[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
+    suite_settings: bool = True
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "chatserver"])
+    child: ManagedProcess | None = None
 
     @property
     def http_url(self) -> str:
@@ -87,47 +93,34 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/chat"
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.popen
+
+    @property
+    def log_path(self) -> Path | None:
+        return None if self.child is None else self.child.log_path
+
     def start(self, log_dir: Path) -> ServerProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
-        env.update(suite_env(**self.env))
-        self.log_path = log_dir / f"server-{self.port}.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "chatserver", "--port", str(self.port)],
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_healthy()
+        env = suite_env(**self.env) if self.suite_settings else dict(self.env)
+        self.child = ManagedProcess(
+            f"chatserver on port {self.port}",
+            [*self.command, "--port", str(self.port)],
+            log_dir / f"server-{self.port}.log",
+            partial(http_ok, f"{self.http_url}/healthz"),
+            port=self.port,
+            env=clean_env(**env),
+            cwd=ROOT,
+        )
+        self.child.start(timeout=20.0)
         return self
 
-    def _wait_healthy(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.http_url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not become healthy:\n{self.log()}")
-
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        return "" if self.child is None else self.child.log()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.child is not None:
+            self.child.stop()
 
 
 def log_entries(server: ServerProcess) -> list[dict[str, Any]]:

@@ -20,6 +20,10 @@ MongoDB's query planner, index use, write atomicity under real concurrency, dura
 Commands run one at a time on the event loop without awaiting in between, so each command is atomic
 here even where MongoDB only promises per-document atomicity.
 
+With ``--dbpath FILE`` the data outlives a restart, as a real server's does: a clean stop (SIGTERM)
+writes every database to that file and the next start reads it back, so a test can take "MongoDB"
+down by stopping the stand-in and bring it back with what was stored before.
+
 Unknown commands answer ``CommandNotFound`` (code 59) and are logged to stderr, so a new driver call
 shows up as a readable error rather than a hang; ``--log-commands`` logs every command name, which is
 how the supported set was found.
@@ -37,6 +41,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import bson
@@ -175,6 +180,31 @@ class Backend:
         except Exception as error:  # a bug here must reach the test as an error reply, not a dropped connection
             log(f"{name} crashed: {error!r}\n{traceback.format_exc()}")
             return error_reply(f"mongo stand-in internal error: {error!r}", 8)
+
+    def save(self, path: Path) -> None:
+        """Every collection's indexes and documents, as a stream of BSON records (see ``load``)."""
+        with path.open("wb") as out:
+            for database_name in self.client.list_database_names():
+                database = self.client[database_name]
+                for name in database.list_collection_names():
+                    collection = database[name]
+                    indexes = [index for index in collection.list_indexes() if index["name"] != "_id_"]
+                    out.write(bson.encode({"db": database_name, "collection": name, "indexes": indexes}))
+                    for document in collection.find():
+                        out.write(bson.encode({"db": database_name, "collection": name, "document": document}))
+
+    def load(self, path: Path) -> None:
+        """What ``save`` wrote: each collection with its indexes, then its documents."""
+        with path.open("rb") as records:
+            for record in bson.decode_file_iter(records, CODEC):
+                collection = self.client[record["db"]][record["collection"]]
+                if "document" in record:
+                    collection.insert_one(record["document"])
+                    continue
+                collection.database.create_collection(record["collection"])
+                for spec in record["indexes"]:
+                    options = {key: value for key, value in spec.items() if key not in {"key", "v", "ns"}}
+                    collection.create_index(list(spec["key"].items()), **options)
 
     def handlers(self) -> dict[str, Callable[[Any, dict[str, Any], int], dict[str, Any]]]:
         return {
@@ -651,8 +681,11 @@ class StandIn:
             writer.close()
 
 
-async def main_async(host: str, port: int, log_commands: bool) -> None:
-    stand_in = StandIn(Backend(log_commands=log_commands))
+async def main_async(host: str, port: int, log_commands: bool, dbpath: Path | None) -> None:
+    backend = Backend(log_commands=log_commands)
+    if dbpath is not None and dbpath.exists():
+        backend.load(dbpath)
+    stand_in = StandIn(backend)
     server = await asyncio.start_server(stand_in.serve, host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -665,6 +698,8 @@ async def main_async(host: str, port: int, log_commands: bool) -> None:
         server.close()
         stand_in.close_connections()
         await server.wait_closed()
+    if dbpath is not None:
+        backend.save(dbpath)
     log("stopped")
 
 
@@ -673,8 +708,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=27017, help="0 picks a free port (printed when ready)")
     parser.add_argument("--log-commands", action="store_true", help="log every command name to stderr")
+    parser.add_argument("--dbpath", type=Path, help="keep the data in this file across a stop and a start")
     arguments = parser.parse_args(argv)
-    asyncio.run(main_async(arguments.host, arguments.port, arguments.log_commands))
+    asyncio.run(main_async(arguments.host, arguments.port, arguments.log_commands, arguments.dbpath))
 
 
 if __name__ == "__main__":

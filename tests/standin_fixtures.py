@@ -1,108 +1,87 @@
-"""One MongoDB wire-protocol stand-in (``tests.mongo_standin``) per test session, shared by server processes.
+"""The MongoDB wire-protocol stand-in (``tests.mongo_standin``) as a process the tests start, stop and restart.
 
 mongomock lives inside one process, so replicas started as separate ``chatserver`` processes (``Cluster``,
 ``ServerProcess``) cannot share it; the stand-in serves one mongomock store over TCP to all of them. Use it
-by passing the URL as ``MONGODB_URL`` (give each test its own ``MONGODB_DB`` so tests stay independent).
-Bind the fixture in the test module as below (importing the name directly makes ruff report F811 on the
-test's parameter), or list ``pytest_plugins = ["tests.standin_fixtures"]`` once in ``tests/conftest.py``::
-
-    from tests import standin_fixtures
-
-    mongo_standin_url = standin_fixtures.mongo_standin_url  # the fixture, visible to this module's tests
+by passing the URL as ``MONGODB_URL`` (give each test its own ``MONGODB_DB`` so tests stay independent) and
+seed it through PyMongo, as the game backend writes its ``Player`` documents. The session fixture
+``mongo_standin_url`` is registered for every test in ``tests/conftest.py``::
 
     def test_replicas_share_history(mongo_standin_url: str, tmp_path: Path) -> None:
         env = suite_env(MONGODB_URL=mongo_standin_url, MONGODB_DB=f"chat_test_{secrets.token_hex(4)}")
         with Cluster(2, workdir=tmp_path / "c", env=env) as cluster:
             ...
 
-Outside pytest, ``start_mongo_standin(log_dir)`` gives the URL and a function that stops the process, and
-``mongo_standin(log_dir)`` is the same as a context manager.
+A test that needs MongoDB to go down starts its own ``MongoStandIn(log_dir, durable=True)``: ``stop()``
+is the outage, ``start()`` brings it back on the same port with the data it held.
 """
 
 from __future__ import annotations
 
-import signal
-import subprocess
+import re
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from types import TracebackType
 
 import pytest
 
-from tests.harness import ROOT, free_port
+from tests.harness import ROOT
+from tools.processes import ManagedProcess
 
 READY_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
-PORT_ATTEMPTS = 3  # ``free_port`` can race with another process taking the port before the stand-in binds it
+READY_LINE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
-class StandInError(RuntimeError):
-    """The stand-in did not start; the message carries its log."""
+def _listening(log_path: Path) -> bool:
+    return log_path.exists() and READY_LINE.search(log_path.read_text(errors="replace")) is not None
 
 
-def start_mongo_standin(log_dir: Path) -> tuple[str, Callable[[], int]]:
-    """Start ``python -m tests.mongo_standin`` on a free port; return its URL and a ``stop()`` giving the exit code.
+class MongoStandIn:
+    """One stand-in process: the first start picks a free port itself, later starts reuse it.
 
-    Its stdout and stderr (the ready line, unknown commands, mongomock failures) go to
-    ``log_dir/mongo-standin-<port>.log``, the first place to look when a MongoDB test fails.
+    With ``durable`` its data survives ``stop()`` and ``start()`` (``--dbpath`` in ``log_dir``), as a
+    real server's does. Output goes to ``log_dir/mongo-standin.log``, the first place to look when a
+    MongoDB test fails.
     """
-    failure = ""
-    for _ in range(PORT_ATTEMPTS):
-        port = free_port()
-        log_path = log_dir / f"mongo-standin-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "tests.mongo_standin", "--port", str(port)],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if _wait_ready(process, log_path, port):
-            return f"mongodb://127.0.0.1:{port}/?directConnection=true", lambda: _stop(process)
-        _stop(process)
-        failure = log_path.read_text(errors="replace")
-    raise StandInError(f"the mongo stand-in did not start:\n{failure}")
 
+    def __init__(self, log_dir: Path, *, durable: bool = False) -> None:
+        self.log_dir = log_dir
+        self.dbpath = log_dir / "mongo-standin.bson" if durable else None
+        self.port = 0
+        self.child: ManagedProcess | None = None
 
-def _wait_ready(process: subprocess.Popen[bytes], log_path: Path, port: int) -> bool:
-    """Whether the process printed its ready line; ``False`` if it exited (say, the port was taken) or hung."""
-    ready = f"listening on 127.0.0.1:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if ready in log_path.read_text(errors="replace"):
-            return True
-        if process.poll() is not None:
-            return False
-        time.sleep(0.02)
-    return False
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
+    def start(self) -> MongoStandIn:
+        log_path = self.log_dir / f"mongo-standin-{len(list(self.log_dir.glob('mongo-standin-*.log')))}.log"
+        argv = [sys.executable, "-m", "tests.mongo_standin", "--port", str(self.port)]
+        argv += ["--dbpath", str(self.dbpath)] if self.dbpath else []
+        self.child = ManagedProcess("mongo stand-in", argv, log_path, partial(_listening, log_path), cwd=ROOT)
+        self.child.start(READY_TIMEOUT)
+        if not self.port:
+            found = READY_LINE.search(self.child.log())
+            assert found is not None
+            self.port = int(found.group(1))
+        return self
 
-def _stop(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM (a clean stop), then SIGKILL if it does not exit in time; the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+    def stop(self) -> int | None:
+        """SIGTERM (a clean stop, which saves a durable stand-in's data), SIGKILL if it hangs; the exit code."""
+        return None if self.child is None else self.child.stop()
 
+    def __enter__(self) -> MongoStandIn:
+        return self.start()
 
-@contextmanager
-def mongo_standin(log_dir: Path) -> Iterator[str]:
-    """The stand-in's URL for the ``with`` block; the process is stopped afterwards, whatever happened."""
-    url, stop = start_mongo_standin(log_dir)
-    try:
-        yield url
-    finally:
-        stop()
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 @pytest.fixture(scope="session")
 def mongo_standin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One stand-in for the whole session; every test and server process using it shares its store."""
-    with mongo_standin(tmp_path_factory.mktemp("mongo-standin")) as url:
-        yield url
+    with MongoStandIn(tmp_path_factory.mktemp("mongo-standin")) as stand_in:
+        yield stand_in.url

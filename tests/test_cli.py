@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from chatserver.settings import DEV_JWT_SECRET
 from tests.conftest import ServerFactory
-from tests.harness import ROOT, Client, ServerProcess, free_port, log_entries, token, wait_for_log
+from tests.harness import ROOT, Client, ServerProcess, clean_env, free_port, log_entries, token, wait_for_log
 
 CLI_TIMEOUT = 30.0
 CLI_SECRET = "cli-test-secret-not-the-suite-secret-0123456789abcdef"
@@ -29,12 +29,6 @@ def chatserver_command() -> list[str]:
     """The installed ``chatserver`` script next to this interpreter, else ``python -m chatserver`` (the same entry)."""
     script = shutil.which("chatserver", path=str(Path(sys.executable).parent))
     return [script] if script else [sys.executable, "-m", "chatserver"]
-
-
-def clean_env(**env: str) -> dict[str, str]:
-    """This process's environment without any chat setting (no JWT_SECRET either), plus ``env``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
-    return {**base, **env}
 
 
 @dataclass
@@ -66,19 +60,9 @@ def run_cli(*args: str, env: Mapping[str, str]) -> Finished:
 @pytest.fixture
 def server_without_secret(tmp_path: Path) -> Iterator[ServerProcess]:
     """``chatserver`` started with no JWT_SECRET and no MONGODB_URL at all (the harness always sets a secret)."""
-    server = ServerProcess(port=free_port())
-    server.log_path = tmp_path / "server.log"
-    with server.log_path.open("wb") as log:
-        server.process = subprocess.Popen(
-            [*chatserver_command(), "--port", str(server.port)],
-            env=clean_env(),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    server = ServerProcess(suite_settings=False, command=chatserver_command())
     try:
-        server._wait_healthy()  # the harness's own wait: /healthz answers, or fail with the log
-        yield server
+        yield server.start(tmp_path)
     finally:
         server.stop()
 

@@ -1,4 +1,6 @@
-"""``chatserver cluster``: Redis, replicas and nginx on one machine, as a client and an operator see them.
+"""The local cluster (``scripts/cluster``, ``tools/cluster.py``): Redis, replicas and nginx on one machine.
+
+As a client and an operator see them.
 
 Clients connect to nginx's public port only; which replica served a socket is read from that
 replica's own ``connection opened`` log line, as an operator would find it.
@@ -13,7 +15,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatserver.cluster import Cluster
-from tests.harness import FRAME_TIMEOUT, ROOT, Client, free_port, suite_env, token
+from tests.harness import FRAME_TIMEOUT, ROOT, Client, ServerProcess, clean_env, free_port, suite_env, token
+from tools.cluster import Cluster
 
+CLUSTER = ROOT / "scripts" / "cluster"
 REPLICAS = 3
 CLIENTS = 12
 COMMAND_TIMEOUT = 60.0
@@ -161,19 +163,12 @@ def test_stop_ends_every_process_and_frees_every_port(tmp_path: Path) -> None:
     assert cluster.pids() == []
 
 
-def test_chatserver_cluster_prints_its_urls_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+def test_scripts_cluster_prints_its_urls_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     output = tmp_path / "output.txt"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
     argv = ["--replicas", "2", "--port", str(port), "--workdir", str(tmp_path / "work")]
     with output.open("wb") as sink:
-        command = subprocess.Popen(
-            [sys.executable, "-m", "chatserver", "cluster", *argv],
-            env=env,
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+        command = subprocess.Popen([str(CLUSTER), *argv], env=clean_env(), stdout=sink, stderr=subprocess.STDOUT)
     pids: list[int] = []
     try:
         printed = wait_for_output(output, "to stop", command)
@@ -191,6 +186,38 @@ def test_chatserver_cluster_prints_its_urls_and_exits_0_on_sigterm(tmp_path: Pat
     assert "stopped" in output.read_text()
     assert [pid for pid in pids if process_exists(pid)] == []
     assert port_is_free(port)
+
+
+def test_scripts_cluster_on_a_port_another_server_holds_says_so_in_one_line_and_starts_nothing(
+    embedded_server: ServerProcess, tmp_path: Path
+) -> None:
+    """The other server answers ``/healthz`` on that port too: only the cluster's own nginx may count."""
+    workdir = tmp_path / "work"
+    argv = ["--replicas", "1", "--port", str(embedded_server.port), "--workdir", str(workdir)]
+    result = subprocess.run([str(CLUSTER), *argv], env=clean_env(), capture_output=True, text=True, timeout=60)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"cluster: nginx cannot listen on 127.0.0.1:{embedded_server.port}: address already in use: "
+        "is another server running there? Pick another port\n"
+    )
+    assert sorted(path.name for path in workdir.iterdir()) == [], "nothing was started"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("--port", "99999", "argument --port: 99999 is not a port number (1-65535)"),
+        ("--port", "-5", "argument --port: -5 is not a port number (1-65535)"),
+        ("--replicas", "0", "argument --replicas: a cluster needs at least one replica"),
+    ],
+)
+def test_scripts_cluster_refuses_a_bad_option_with_one_error_line(option: str, value: str, error: str) -> None:
+    result = subprocess.run([str(CLUSTER), option, value], env=clean_env(), capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == f"scripts/cluster: error: {error}"
+    assert "Traceback" not in result.stderr
 
 
 def wait_for_output(path: Path, text: str, process: subprocess.Popen[bytes]) -> str:

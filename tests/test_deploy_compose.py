@@ -18,10 +18,11 @@ from typing import Any
 
 import yaml
 
-from chatserver.cluster import UPSTREAM_POLICY, program, render_nginx_conf
 from chatserver.settings import DEV_JWT_SECRET, Settings
 from tests.harness import ROOT
 from tests.test_deploy_dockerfile import app_env_names, dockerfile_instructions, image_serve_port
+from tools.cluster import UPSTREAM_POLICY, render_nginx_conf
+from tools.processes import program
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
@@ -195,7 +196,7 @@ def test_compose_nginx_renders_the_cluster_template_into_the_file_nginx_starts_w
     templates = [(source, target) for source, target, *_ in mounts if target.startswith("/etc/nginx/templates/")]
     assert len(templates) == 1
     source, target = templates[0]
-    assert (ROOT / source).resolve() == TEMPLATE, "the one template, shared with `chatserver cluster`"
+    assert (ROOT / source).resolve() == TEMPLATE, "the one template, shared with the local cluster"
     output_dir = env["NGINX_ENVSUBST_OUTPUT_DIR"]
     assert f"{output_dir}/{Path(target).name.removesuffix('.template')}" == "/etc/nginx/nginx.conf"
     placeholders = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", TEMPLATE.read_text()))
@@ -204,8 +205,8 @@ def test_compose_nginx_renders_the_cluster_template_into_the_file_nginx_starts_w
 
 
 def test_compose_nginx_config_is_the_local_clusters_config() -> None:
-    """The same WebSocket upgrade, timeouts and failover as ``chatserver cluster``: rendering the
-    template the nginx image's way gives what chatserver/cluster.py renders for these upstreams."""
+    """The same WebSocket upgrade, timeouts and failover as the local cluster: rendering the
+    template the nginx image's way gives what tools/cluster.py renders for these upstreams."""
     env = environment("nginx")
     rendered = render_like_the_nginx_image(env)
     assert "${" not in rendered and "$host" in rendered and "$http_upgrade" in rendered

@@ -1,15 +1,17 @@
 """With the game database configured, the ``Player`` collection is the truth for name, avatar and clan.
 
-The server runs on the MongoDB stand-in seeded with the game's player documents (``?seed=``).
+The server runs on the MongoDB stand-in, seeded through PyMongo with the game's player documents as the
+game backend writes them.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import secrets
 
 import httpx
+import pymongo
 import pytest
+from bson import ObjectId
 
 from tests.conftest import ServerFactory
 from tests.harness import Client, ServerProcess, post_membership, token
@@ -21,16 +23,18 @@ ZED_AVATAR = {"head": {"id": 4, "color": "#123456"}, "skinColor": "#abcdef"}
 
 
 @pytest.fixture(scope="module")
-def game_server(server_factory: ServerFactory, tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
-    seed = Path(tmp_path_factory.mktemp("seed")) / "players.json"
+def game_server(server_factory: ServerFactory, mongo_standin_url: str) -> ServerProcess:
+    database = f"game_test_{secrets.token_hex(4)}"
     players = [
-        {"_id": {"$oid": ZED}, "name": "Zed", "clan_id": {"$oid": CLAN}, "avatar": ZED_AVATAR},
-        {"_id": {"$oid": YAN}, "name": "Yan", "clan_id": {"$oid": CLAN}, "avatar": None},
-        {"_id": {"$oid": XI}, "name": "Xi"},
+        {"_id": ObjectId(ZED), "name": "Zed", "clan_id": ObjectId(CLAN), "avatar": ZED_AVATAR},
+        {"_id": ObjectId(YAN), "name": "Yan", "clan_id": ObjectId(CLAN), "avatar": None},
+        {"_id": ObjectId(XI), "name": "Xi"},
     ]
-    seed.write_text(json.dumps({"Player": players}))
+    with pymongo.MongoClient(mongo_standin_url) as game_database:
+        game_database[database]["Player"].insert_many(players)
     return server_factory(
-        MONGODB_URL=f"mongomock://localhost/?seed={seed}",
+        MONGODB_URL=mongo_standin_url,
+        MONGODB_DB=database,
         CHAT_PLAYERS_FROM_DB="true",
         CHAT_INTERNAL_TOKEN=SERVICE_TOKEN,
     )

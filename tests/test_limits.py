@@ -13,9 +13,9 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from chatserver.cluster import Cluster
 from tests.conftest import ServerFactory
 from tests.harness import Client, ServerProcess, StuckClient, suite_env, token
+from tools.cluster import Cluster
 
 BURST = 5
 SLOW_REFILL = "0.2"  # a token every 5 s: none comes back during a test's burst

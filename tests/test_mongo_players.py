@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 
 import pytest
@@ -25,9 +26,9 @@ AVATAR = {
 
 
 @pytest.fixture
-async def directory() -> AsyncIterator[MongoPlayerDirectory]:
+async def directory(mongo_standin_url: str) -> AsyncIterator[MongoPlayerDirectory]:
     """A directory over a fresh stand-in database holding Alice (in a clan), Bob (legacy avatar) and Carol."""
-    store = MongoStore("mongomock://", "players_test")
+    store = MongoStore(mongo_standin_url, f"players_test_{secrets.token_hex(4)}")
     await store.open()
     await PlayerDocument.get_pymongo_collection().insert_many(
         [

@@ -212,11 +212,29 @@ def test_the_legacy_handshake_checksums_and_more_to_come_on_the_raw_protocol(mon
 
 
 def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
-    url, stop = standin_fixtures.start_mongo_standin(tmp_path)
-    with MongoClient(url, serverSelectionTimeoutMS=3000) as connected:
+    stand_in = standin_fixtures.MongoStandIn(tmp_path).start()
+    with MongoClient(stand_in.url, serverSelectionTimeoutMS=3000) as connected:
         connected.admin.command("ping")
 
-        assert stop() == 0
+        assert stand_in.stop() == 0
 
-    with MongoClient(url, serverSelectionTimeoutMS=300) as late, pytest.raises(ServerSelectionTimeoutError):
+    with MongoClient(stand_in.url, serverSelectionTimeoutMS=300) as late, pytest.raises(ServerSelectionTimeoutError):
         late.admin.command("ping")
+
+
+def test_a_durable_stand_in_comes_back_on_its_port_with_its_documents_and_indexes(tmp_path: Path) -> None:
+    database = fresh_name()
+    with standin_fixtures.MongoStandIn(tmp_path, durable=True) as stand_in:
+        with MongoClient(stand_in.url, serverSelectionTimeoutMS=3000) as before:
+            before[database]["things"].create_index("name", unique=True)
+            before[database]["things"].insert_many([{"name": "kept", "at": 1}, {"name": "also kept", "at": 2}])
+        assert stand_in.stop() == 0
+        port = stand_in.port
+        stand_in.start()
+
+        assert stand_in.port == port
+        with MongoClient(stand_in.url, serverSelectionTimeoutMS=3000) as after:
+            things = after[database]["things"]
+            assert [d["name"] for d in things.find({}, {"_id": 0}).sort("at")] == ["kept", "also kept"]
+            with pytest.raises(DuplicateKeyError):
+                things.insert_one({"name": "kept"})

@@ -1,20 +1,20 @@
 """A MongoDB outage under a running server, as its clients and its load balancer see it.
 
-The server runs on the mongomock stand-in with ``?outage=<file>``: while the file exists every store
-call fails as an unreachable MongoDB does (PyMongo's ServerSelectionTimeoutError), so the outage and
-the recovery happen under the same process, with no restart.
+The server runs on a MongoDB stand-in of its own, which the test stops (every store call then fails as
+with an unreachable MongoDB: PyMongo's ServerSelectionTimeoutError) and starts again on the same port
+with the data it held, so the outage and the recovery happen under the same chat server process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ServerFactory
 from tests.harness import Client, ServerProcess, token
+from tests.standin_fixtures import MongoStandIn
 
 STORE_DOWN = {
     "reason": "NOT_AVAILABLE",
@@ -27,13 +27,20 @@ ALL_UP = {"store": True, "broker": True, "accepting": True}
 
 
 @pytest.fixture
-def outage_flag(tmp_path: Path) -> Path:
-    return tmp_path / "mongodb-is-down"
+def mongodb(tmp_path: Path) -> Iterator[MongoStandIn]:
+    with MongoStandIn(tmp_path, durable=True) as stand_in:
+        yield stand_in
 
 
 @pytest.fixture
-def server_on_flaky_store(server_factory: ServerFactory, outage_flag: Path) -> ServerProcess:
-    return server_factory(MONGODB_URL=f"mongomock://?outage={outage_flag}", CHAT_PLAYERS_FROM_DB="false")
+def server_on_flaky_store(tmp_path: Path, mongodb: MongoStandIn) -> Iterator[ServerProcess]:
+    # A short server selection timeout: each store call in the outage fails after it.
+    url = f"{mongodb.url}&serverSelectionTimeoutMS=1500"
+    server = ServerProcess(env={"MONGODB_URL": url, "CHAT_PLAYERS_FROM_DB": "false"})
+    try:
+        yield server.start(tmp_path)
+    finally:
+        server.stop()
 
 
 async def readiness(server: ServerProcess) -> tuple[int, dict[str, object]]:
@@ -43,7 +50,7 @@ async def readiness(server: ServerProcess) -> tuple[int, dict[str, object]]:
 
 
 async def test_while_mongodb_is_down_senders_get_not_available_nothing_is_broadcast_and_it_recovers(
-    server_on_flaky_store: ServerProcess, outage_flag: Path, new_id: Callable[[], str]
+    server_on_flaky_store: ServerProcess, mongodb: MongoStandIn, new_id: Callable[[], str]
 ) -> None:
     server, clan = server_on_flaky_store, new_id()
     sender = await Client.connect(server, token(new_id(), clan_id=clan))
@@ -51,7 +58,7 @@ async def test_while_mongodb_is_down_senders_get_not_available_nothing_is_broadc
     before = await sender.post("clan", "before the outage")
     assert (await reader.recv())["message"] == before
 
-    outage_flag.touch()
+    mongodb.stop()
     status, body = await readiness(server)
     assert (status, body) == (
         503,
@@ -70,7 +77,7 @@ async def test_while_mongodb_is_down_senders_get_not_available_nothing_is_broadc
         "statusCode": 503,
     }
 
-    outage_flag.unlink()
+    mongodb.start()
     assert await readiness(server) == (
         200,
         {"status": "ok", "checks": {"store": True, "broker": True, "accepting": True}},

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import redis
 
-from chatserver.cluster import Cluster
 from tests.harness import ROOT, Client, post_membership, suite_env, token
+from tools.cluster import Cluster
 
 SERVICE_TOKEN = "replica-suite-service-token"
 READY_TIMEOUT = 30.0

@@ -22,10 +22,10 @@ import redis
 from bson import ObjectId
 
 from chatserver.client import ChatClient
-from chatserver.cluster import Cluster
 from tests.harness import Client, suite_env, token
 from tests.test_metrics import scrape
 from tests.test_resume import RECOVERED, frames_until_ready, resume, summary
+from tools.cluster import Cluster
 
 EMOJIS = ["👍", "🔥", "😀", "🎉", "❤️"]
 

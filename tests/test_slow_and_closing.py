@@ -13,10 +13,10 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from chatserver.cluster import Cluster
 from tests.conftest import ServerFactory
 from tests.harness import Client, ServerProcess, StuckClient, suite_env, token
 from tests.test_metrics import scrape
+from tools.cluster import Cluster
 
 BIG = "é" * 250  # a frame of about 600 bytes, so a stuck reader's buffers fill after a few hundred
 

@@ -1,10 +1,9 @@
 """One contract for every ``MessageStore``, run over each implementation as uvicorn runs its WebSocket suite.
 
-``memory`` is the embedded store, ``mongomock`` is ``MongoStore`` on the in-process stand-in, ``wire`` is
-``MongoStore`` through real PyMongo to mongomock served over the wire protocol (``tests/mongo_standin.py``),
-and ``mongodb`` is ``MongoStore`` on a real server, run when ``MONGODB_URL`` is set (each test gets a fresh
-database, dropped afterwards). The last block checks what only MongoDB has: the game's document
-layout, indexes, documents written by the old backend, and outages.
+``memory`` is the embedded store, ``wire`` is ``MongoStore`` through real PyMongo to the MongoDB wire-protocol
+stand-in (``tests/mongo_standin.py``), and ``mongodb`` is ``MongoStore`` on a real server, run when
+``MONGODB_URL`` is set (each test gets a fresh database, dropped afterwards). The last block checks what
+only MongoDB has: the game's document layout, indexes, documents written by the old backend, and outages.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ def fresh_database_name() -> str:
 
 
 async def open_mongo(url: str) -> AsyncIterator[MongoStore]:
-    """A ``MongoStore`` on a fresh database; on a real server the database is dropped afterwards."""
+    """A ``MongoStore`` on a fresh database, dropped afterwards."""
     database = fresh_database_name()
     store = MongoStore(url, database)
     await store.open()
@@ -57,10 +56,9 @@ async def open_mongo(url: str) -> AsyncIterator[MongoStore]:
         yield store
     finally:
         await store.close()
-        if not url.startswith("mongomock://"):
-            client: AsyncMongoClient = AsyncMongoClient(url)
-            await client.drop_database(database)
-            await client.close()
+        client: AsyncMongoClient = AsyncMongoClient(url)
+        await client.drop_database(database)
+        await client.close()
 
 
 def mongodb_url() -> str:
@@ -72,15 +70,13 @@ def mongodb_url() -> str:
 
 
 def backend_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "mongomock":
-        return "mongomock://"
     if request.param == "wire":
         url: str = request.getfixturevalue("mongo_standin_url")
         return url
     return mongodb_url()
 
 
-@pytest.fixture(params=["memory", "mongomock", "wire", "mongodb"])
+@pytest.fixture(params=["memory", "wire", "mongodb"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[MessageStore]:
     if request.param == "memory":
         yield MemoryStore(max_messages=10_000)
@@ -89,7 +85,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[MessageStore]:
         yield opened
 
 
-@pytest.fixture(params=["mongomock", "wire", "mongodb"])
+@pytest.fixture(params=["wire", "mongodb"])
 async def mongo_store(request: pytest.FixtureRequest) -> AsyncIterator[MongoStore]:
     async for opened in open_mongo(backend_url(request)):
         yield opened

@@ -104,9 +104,11 @@ async def test_unknown_path_is_not_a_chat_socket(embedded_server: ServerProcess,
 
 
 async def test_valid_token_of_a_player_missing_from_the_game_database_is_refused_with_404(
-    server_factory: ServerFactory, new_id: Callable[[], str]
+    server_factory: ServerFactory, mongo_standin_url: str, new_id: Callable[[], str]
 ) -> None:
-    game_db_server = server_factory(MONGODB_URL="mongomock://", CHAT_PLAYERS_FROM_DB="true")
+    game_db_server = server_factory(
+        MONGODB_URL=mongo_standin_url, MONGODB_DB=f"game_test_{new_id()}", CHAT_PLAYERS_FROM_DB="true"
+    )
     player = new_id()
     status, body = await refusal(f"{game_db_server.ws_url}?token={token(player)}")
     assert (status, body) == (

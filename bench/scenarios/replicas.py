@@ -1,7 +1,7 @@
 """``replicas``: Redis and 3 replicas, clans of 30 spread over them; send-to-receive latency as load steps up.
 
 The benchmark starts ``redis-server`` and three ``chatserver`` processes with ``REDIS_URL`` (what
-``chatserver cluster`` does, minus nginx: the load process connects to the replicas directly, so the
+``tools/cluster.py`` does, minus nginx: the load process connects to the replicas directly, so the
 figures hold no proxy hop; the replicas run from ``BENCH_CHATSERVER_SOURCE`` like every server here).
 Socket ``i`` goes to replica ``i % 3`` and clan ``i // 30``, so every clan has members on every
 replica and every message crosses Redis. All sockets are also in the global room, and one message in ``--global-every``

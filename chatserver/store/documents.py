@@ -31,7 +31,7 @@ def as_object_id(text: str) -> ObjectId | None:
 
 
 def as_utc(value: datetime) -> datetime:
-    """PyMongo (and mongomock) hand back naive datetimes that mean UTC; make that explicit."""
+    """PyMongo hands back naive datetimes that mean UTC; make that explicit."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -15,12 +15,6 @@ Resumes read a room's changes since a moment by ``(updatedAt, _id)``, through th
 History is newest first by ``(createdAt, _id)``. ``page`` skips; ``page_before`` is a keyset query on
 that pair, which the ``(clan_id, createdAt, _id)`` / ``(type, createdAt, _id)`` indexes answer in order.
 
-Test-only scheme: a URL starting with ``mongomock://`` runs on mongomock-motor, an in-process stand-in
-(a test extra, imported lazily; see ``mongomock_shim``), so the whole server can run without a MongoDB
-server. Each ``open()`` then starts from an empty database, or from the documents of the Extended
-JSON file named by ``?seed=<path>`` (how tests give a server process the game's ``Player`` data);
-``?outage=<path>`` makes it fail like an unreachable server while that file exists.
-
 Beanie binds document classes to one database per process, so a process has one open ``MongoStore``.
 """
 
@@ -31,7 +25,6 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -59,7 +52,6 @@ from chatserver.store.documents import (
     as_utc,
 )
 
-MOCK_SCHEME = "mongomock://"
 SERVER_SELECTION_TIMEOUT_MS = 3000
 REACT_ATTEMPTS = 50
 REACT_RETRY_JITTER_SECONDS = 0.005
@@ -111,7 +103,7 @@ def reaction_pipeline(change: ReactionChange, now: datetime) -> list[dict[str, A
 
 
 class MongoStore(MessageStore):
-    """Messages in MongoDB (or, for tests, mongomock) in the game's layout."""
+    """Messages in MongoDB in the game's layout."""
 
     def __init__(self, url: str, database: str) -> None:
         self._url = url
@@ -124,42 +116,13 @@ class MongoStore(MessageStore):
         try:
             with driver_errors_as_unavailable():  # a bad URL or an SRV lookup fails already in the client
                 self._client, self._database = self._connect()
-                await self._seed_stand_in()
                 await init_beanie(database=self._database, document_models=[ChatMessageDocument, PlayerDocument])
-                self._arm_stand_in_outage()
         except BaseException:
             await self.close()
             raise
 
-    async def _seed_stand_in(self) -> None:
-        """``mongomock://...?seed=<path>``: load a test's documents into the fresh stand-in."""
-        seed = self._stand_in_option("seed")
-        if seed:
-            from chatserver.store.mongomock_shim import load_seed
-
-            await load_seed(self._database, Path(seed))
-
-    def _arm_stand_in_outage(self) -> None:
-        """``mongomock://...?outage=<path>``: the stand-in is "down" while that file exists."""
-        flag = self._stand_in_option("outage")
-        if flag:
-            from chatserver.store.mongomock_shim import arm_outage
-
-            collections = [model.get_pymongo_collection() for model in (ChatMessageDocument, PlayerDocument)]
-            arm_outage(self._database, collections, Path(flag))
-
-    def _stand_in_option(self, name: str) -> str | None:
-        """A query option of a test-only ``mongomock://`` URL; ``None`` for real MongoDB URLs."""
-        if not self._url.startswith(MOCK_SCHEME):
-            return None
-        return dict(parse_qsl(urlsplit(self._url).query)).get(name)
-
-    def _connect(self) -> tuple[Any, Any]:
-        """The client and database for the URL: PyMongo's asynchronous client, or the test stand-in."""
-        if self._url.startswith(MOCK_SCHEME):
-            from chatserver.store.mongomock_shim import open_mock_database
-
-            return open_mock_database(self._database_name)
+    def _connect(self) -> tuple[AsyncMongoClient[dict[str, Any]], Any]:
+        """PyMongo's asynchronous client for the URL, giving up on server selection in seconds by default."""
         options: dict[str, Any] = {"appname": "altzone-chat"}
         if not _url_sets(self._url, "serverSelectionTimeoutMS"):
             options["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS

@@ -1,15 +1,10 @@
-"""``chatserver cluster``: Redis, N replicas and an nginx load balancer on one machine, for developers and tests.
+"""A local cluster: Redis, N chat server replicas and an nginx load balancer on one machine.
 
-``Cluster`` starts ``redis-server`` (or uses a given ``REDIS_URL``), N ``python -m chatserver``
-replicas on free ports with ``REDIS_URL`` set, and Debian's nginx rendered from
-``deploy/nginx.conf.template`` (the file docker-compose uses too) with round-robin over the replicas
-and WebSocket upgrade. Every config, pid, temporary file and log lives in one work directory, so
-nothing needs root. Stopping is ordered: nginx stops accepting, the replicas drain (SIGTERM, then
-SIGKILL after a timeout), nginx finishes, Redis goes last.
-
-History: without ``MONGODB_URL`` every replica keeps its own in-process history, so
-``/chat/history`` depends on which replica answers; with ``MONGODB_URL`` in the environment the
-replicas share it. Live messages reach every replica either way, through Redis.
+Run it from a source checkout as ``scripts/cluster`` (or ``python3 -m tools.cluster``); tests use
+``Cluster`` directly. The replicas are ``python -m chatserver`` of this checkout, nginx is Debian's,
+configured from ``deploy/nginx.conf.template`` (the file docker-compose uses too). Every config, pid
+and log lives in one work directory, so nothing needs root. Stopping is ordered: nginx stops
+accepting, the replicas drain (SIGTERM, then SIGKILL after a timeout), nginx finishes, Redis goes last.
 """
 
 from __future__ import annotations
@@ -17,18 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
-import socket
 import string
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -36,53 +26,24 @@ from types import TracebackType
 
 import redis
 
+from tools.processes import (
+    LOCALHOST,
+    ManagedProcess,
+    ProcessError,
+    check_can_listen,
+    free_port,
+    host_port,
+    http_ok,
+    program,
+)
+
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = SOURCE_ROOT / "deploy" / "nginx.conf.template"
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 UPSTREAM_POLICY = "max_fails=1 fail_timeout=10s"
-LOCALHOST = "127.0.0.1"
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # our ports are never behind a proxy
 
 
-class ClusterError(RuntimeError):
-    """A component could not be found, started or reached; the message says which and shows its log."""
-
-
-def free_port(host: str = LOCALHOST, avoid: Collection[int] = ()) -> int:
-    """A port nothing listens on now; ``avoid`` keeps two components of one cluster off the same port."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = int(probe.getsockname()[1])
-        if port not in avoid:
-            return port
-
-
-def wait_until(ready: Callable[[], bool], what: str, *, process: ManagedProcess | None = None, timeout: float) -> None:
-    """Poll ``ready``: processes bind their ports a while after they start. A process that exits
-    meanwhile will never be ready, so stop waiting then and show the end of its log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process is not None and not process.running:
-            raise ClusterError(f"{what} exited with status {process.returncode}{process.log_tail()}")
-        if ready():
-            return
-        if time.monotonic() > deadline:
-            raise ClusterError(f"{what} was not ready after {timeout:g}s{process.log_tail() if process else ''}")
-        time.sleep(0.05)
-
-
-def http_ok(url: str) -> bool:
-    """True when ``url`` answers 200; no proxy from the environment, which would never reach our ports."""
-    try:
-        with _DIRECT.open(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except urllib.error.HTTPError as error:
-        error.close()
-        return False
-    except (urllib.error.URLError, OSError):
-        return False
+class ClusterError(ProcessError):
+    """The cluster cannot be built or started; ``summary`` says which part and why, in one line."""
 
 
 def redis_answers(url: str) -> bool:
@@ -92,20 +53,6 @@ def redis_answers(url: str) -> bool:
             return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
-
-
-def program(name: str) -> str:
-    """The path of ``name``; also looks in the sbin folders, which are not on a normal user's PATH (nginx)."""
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-    found = shutil.which(name, path=path)
-    if found is None:
-        raise ClusterError(f"{name} not found: install it (Debian: apt-get install {name})")
-    return found
-
-
-def host_port(host: str, port: int) -> str:
-    """``host:port`` for URLs and nginx's ``listen``, with IPv6 addresses in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _PlaceholderTemplate(string.Template):
@@ -122,94 +69,10 @@ def render_nginx_conf(
     upstreams: Sequence[str], *, listen: str, prefix: Path, error_log: str, access_log: str, template: Path = TEMPLATE
 ) -> str:
     """The template with every placeholder filled; a missing one raises instead of reaching nginx."""
-    if not template.is_file():
-        raise ClusterError(f"nginx template not found at {template}: the cluster runs from a source checkout")
     servers = "\n        ".join(f"server {address} {UPSTREAM_POLICY};" for address in upstreams)
     values = {"LISTEN": listen, "UPSTREAMS": servers, "PREFIX": str(prefix), "ERROR_LOG": error_log}
     values["ACCESS_LOG"] = access_log
     return _PlaceholderTemplate(template.read_text()).substitute(values)
-
-
-@dataclass
-class ManagedProcess:
-    """One child of the cluster: how to start it, when it is ready, and which signals ask it to stop.
-
-    Children run in their own session, so a Ctrl-C in the terminal reaches only ``chatserver
-    cluster``, which then stops them in order. Logs are appended, so a restart keeps the history.
-    """
-
-    name: str
-    argv: list[str]
-    log_path: Path
-    ready: Callable[[], bool]
-    stop_signals: tuple[signal.Signals, ...] = (signal.SIGTERM,)
-    env: Mapping[str, str] | None = None
-    cwd: Path | None = None
-    popen: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.running and self.popen is not None else None
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self.popen is None else self.popen.poll()
-
-    def spawn(self) -> None:
-        if self.running:
-            raise ClusterError(f"{self.name} is already running")
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                self.argv,
-                env=None if self.env is None else dict(self.env),
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        wait_until(self.ready, self.name, process=self, timeout=timeout)
-
-    def start(self, timeout: float = READY_TIMEOUT) -> None:
-        self.spawn()
-        self.wait_ready(timeout)
-
-    def ask_to_stop(self) -> None:
-        """Send the first stop signal without waiting, so several children can stop at once."""
-        if self.popen is not None:
-            self.popen.send_signal(self.stop_signals[0])
-
-    def finish(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Wait for the exit; after each ``timeout`` send the next stop signal, and SIGKILL last."""
-        if self.popen is None:
-            return
-        for next_signal in (*self.stop_signals[1:], signal.SIGKILL):
-            try:
-                self.popen.wait(timeout)
-                return
-            except subprocess.TimeoutExpired:
-                self.popen.send_signal(next_signal)
-        self.popen.wait()
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        self.ask_to_stop()
-        self.finish(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: no drain, no goodbye to clients."""
-        if self.popen is not None:
-            self.popen.kill()
-            self.popen.wait()
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n" + "\n".join(text.splitlines()[-lines:]) if text else ""
 
 
 @dataclass
@@ -235,11 +98,12 @@ class Replica:
 
     @property
     def log_path(self) -> Path:
+        assert self.process.log_path is not None
         return self.process.log_path
 
 
 class Cluster:
-    """Redis, N chat servers and nginx on free ports, started by ``start()`` or ``with Cluster(...)``.
+    """Redis, N chat servers and nginx, started by ``start()`` or ``with Cluster(...)``.
 
     ``env`` adds to this process's environment for the replicas (``JWT_SECRET``, ``MONGODB_URL``,
     limits); ``REDIS_URL`` is always the cluster's: ``redis_url`` when given, else a ``redis-server``
@@ -261,6 +125,8 @@ class Cluster:
     ) -> None:
         if replicas < 1:
             raise ClusterError("a cluster needs at least one replica")
+        if not TEMPLATE.is_file():
+            raise ClusterError(f"nginx template not found at {TEMPLATE}")
         self.host = host
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="chatserver-cluster-")).resolve()
         self.nginx_conf = self.workdir / "nginx.conf"
@@ -307,13 +173,23 @@ class Cluster:
         return [process.pid for process in processes if process.pid is not None]
 
     def start(self) -> Cluster:
-        """Redis, then the replicas (started together, each waited for), then nginx; all or nothing."""
+        """Redis, then the replicas (started together, each waited for), then nginx; all or nothing.
+
+        Every port is checked first, so a port in use is one clear error before anything starts; each
+        child then counts as started only when it is the process listening on its port.
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            check_can_listen(self.host, self.port)
+        except ProcessError as error:
+            raise ClusterError(f"nginx {error.summary}: is another server running there? Pick another port") from None
+        for port in self.ports[1:]:
+            check_can_listen(LOCALHOST, port)
         try:
             if self.redis is not None:
                 self.redis.start()
-            else:
-                wait_until(partial(redis_answers, self.redis_url), f"Redis at {self.redis_url}", timeout=READY_TIMEOUT)
+            elif not _wait_for(partial(redis_answers, self.redis_url)):
+                raise ClusterError(f"Redis at {self.redis_url} does not answer")
             for replica in self.replicas:
                 replica.process.spawn()
             for replica in self.replicas:
@@ -373,7 +249,7 @@ class Cluster:
         )
 
     def describe(self) -> list[str]:
-        """One line per component with its address, pid and log, as ``chatserver cluster`` prints them."""
+        """One line per component with its address, pid and log, as ``scripts/cluster`` prints them."""
         lines = [
             f"nginx      {self.public_url}  {self.ws_url}  pid {self.nginx.pid}  log {self.nginx.log_path} "
             f"(access log {self.workdir / 'nginx-access.log'}, config {self.nginx_conf})"
@@ -401,53 +277,95 @@ class Cluster:
     def _redis_process(self, port: int, url: str) -> ManagedProcess:
         argv = [program("redis-server"), "--port", str(port), "--bind", LOCALHOST]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
-        return ManagedProcess("redis", argv, self.workdir / "redis.log", partial(redis_answers, url))
+        return ManagedProcess("redis", argv, self.workdir / "redis.log", partial(redis_answers, url), port=port)
 
     def _replica_process(self, index: int, port: int) -> ManagedProcess:
         argv = [sys.executable, "-m", "chatserver", "--host", LOCALHOST, "--port", str(port)]
-        health = f"http://{host_port(LOCALHOST, port)}/healthz"
+        ready = partial(http_ok, f"http://{host_port(LOCALHOST, port)}/healthz")
         log_path = self.workdir / f"replica-{index}.log"
         # Run from the source root so ``-m chatserver`` is this very package, whatever else is installed.
-        ready = partial(http_ok, health)
-        return ManagedProcess(f"replica {index}", argv, log_path, ready, env=self.replica_env, cwd=SOURCE_ROOT)
+        return ManagedProcess(
+            f"replica {index}", argv, log_path, ready, port=port, env=self.replica_env, cwd=SOURCE_ROOT
+        )
 
     def _nginx_process(self) -> ManagedProcess:
         error_log = self.workdir / "nginx-error.log"
         argv = [program("nginx"), "-p", f"{self.workdir}/", "-e", "stderr", "-c", str(self.nginx_conf)]
         argv += ["-g", "daemon off;"]
-        health = f"{self.public_url}/healthz"
+        ready = partial(http_ok, f"{self.public_url}/healthz")
         # SIGQUIT is nginx's graceful stop (`nginx -s quit`); SIGTERM is its fast stop.
         signals = (signal.SIGQUIT, signal.SIGTERM)
-        return ManagedProcess("nginx", argv, error_log, partial(http_ok, health), stop_signals=signals)
+        return ManagedProcess("nginx", argv, error_log, ready, port=self.port, stop_signals=signals)
 
 
-def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``chatserver cluster``."""
-    parser.add_argument("--replicas", type=int, default=3, help="number of chat server processes (default 3)")
-    parser.add_argument("--port", type=int, default=8080, help="nginx's public port (default 8080)")
+def _wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll ``check`` until it passes or ``timeout`` seconds have gone."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port a server can listen on."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+def replica_count(text: str) -> int:
+    """An argparse type: at least one replica."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("a cluster needs at least one replica")
+    return count
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/cluster",
+        description="Run redis-server, N chat server replicas of this checkout and nginx in front of them; "
+        "Ctrl-C (or SIGTERM) stops them all. Settings such as JWT_SECRET and MONGODB_URL are passed on "
+        "from the environment.",
+    )
+    parser.add_argument("--replicas", type=replica_count, default=3, help="chat server processes (default 3)")
+    parser.add_argument("--port", type=port_number, default=8080, help="nginx's public port (default 8080)")
     parser.add_argument("--host", default=LOCALHOST, help=f"address nginx listens on (default {LOCALHOST})")
     parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
     parser.add_argument("--workdir", type=Path, help="directory for config and logs (default: a new temporary one)")
+    return parser
 
 
-def run_cluster(args: argparse.Namespace) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Start the cluster, print where everything is, wait for SIGINT or SIGTERM, then stop it all."""
+    args = parser().parse_args(argv)
     stopping = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
     try:
         cluster = Cluster(args.replicas, host=args.host, port=args.port, redis_url=args.redis_url, workdir=args.workdir)
         with cluster:
             replicas = f"{len(cluster.replicas)} replica{'s' if len(cluster.replicas) > 1 else ''}"
-            print(f"chatserver cluster: {replicas} behind nginx, workdir {cluster.workdir}")
+            print(f"cluster: {replicas} behind nginx, workdir {cluster.workdir}")
             for line in cluster.describe():
                 print(f"  {line}")
             print("Press Ctrl-C (or send SIGTERM) to stop.", flush=True)
             while not stopping.wait(timeout=1.0):
                 continue
-            print("chatserver cluster: stopping", flush=True)
-        print("chatserver cluster: stopped", flush=True)
-    except ClusterError as error:
-        sys.exit(f"chatserver cluster: {error}")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            print("cluster: stopping", flush=True)
+        print("cluster: stopped", flush=True)
+    except ProcessError as error:
+        sys.exit(f"cluster: {error.summary}")
+
+
+if __name__ == "__main__":
+    main()
