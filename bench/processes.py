@@ -1,30 +1,29 @@
 """Every process a benchmark starts: servers under test and load generators, pinned, watched, always stopped.
 
 Servers go on core 0 and load generators on core 1 (``taskset``), so the two never steal each
-other's CPU on a 2-core machine. Children run in their own session (a Ctrl-C in the terminal reaches
-only the benchmark, which then stops them in its ``finally``) and get SIGTERM if the benchmark
-itself dies (``PR_SET_PDEATHSIG``), so no run leaves a server behind.
+other's CPU on a 2-core machine. Each is a ``tools.processes.ManagedProcess``: in its own session (a
+Ctrl-C in the terminal reaches only the benchmark, which then stops them in its ``finally``) and sent
+SIGTERM if the benchmark itself dies (``PR_SET_PDEATHSIG``), so no run leaves a server behind.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import queue
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
+
+from tools.processes import ManagedProcess, free_port, http_ok
 
 SERVER_CPU = 0
 LOAD_CPU = 1
@@ -63,17 +62,6 @@ def taskset(cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu)]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This environment without any chat setting, plus the bench secret, the limits off and ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
@@ -97,101 +85,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Child:
-    """One process started by a benchmark; ``stop`` is safe to call twice and after a crash."""
+def server(
+    name: str,
+    argv: Sequence[str],
+    port: int,
+    workdir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    health: str | None = None,
+    cpu: int | None = SERVER_CPU,
+    cwd: Path = ROOT,
+) -> ManagedProcess:
+    """A server under test on ``port``, pinned to ``cpu``, its output in a log file of the run's work directory.
 
-    def __init__(
-        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cpu: int | None
-    ) -> None:
-        self.name = name
-        self.argv = [*taskset(cpu), *argv]
-        self.env = dict(env) if env is not None else None
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-
-
-class Server(Child):
-    """A server under test on ``port``, its output in a log file of the run's work directory."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        port: int,
-        workdir: Path,
-        *,
-        env: Mapping[str, str] | None = None,
-        health: str | None = None,
-        cpu: int | None = SERVER_CPU,
-        cwd: Path = ROOT,
-    ) -> None:
-        super().__init__(name, argv, env=env, cpu=cpu)
-        self.cwd = cwd
-        self.port = port
-        self.health = health
-        self.log_path = workdir / f"{name}-{port}.log"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> Server:
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        deadline = time.monotonic() + timeout
-        while not self._answers():
-            if not self.running():
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} was not ready after {timeout:g}s:\n{self.log_tail()}")
-            time.sleep(0.05)
-        return self
-
-    def _answers(self) -> bool:
-        try:
-            if self.health is None:
-                with socket.create_connection((HOST, self.port), timeout=1):
-                    return True
-            with _DIRECT.open(f"{self.http_url}{self.health}", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def log_tail(self, lines: int = 15) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+    It is ready when it listens on ``port`` and, with ``health``, that path answers 200.
+    """
+    ready = partial(http_ok, f"http://{HOST}:{port}{health}") if health is not None else (lambda: True)
+    log_path = workdir / f"{name}-{port}.log"
+    return ManagedProcess(
+        name, [*taskset(cpu), *argv], log_path, ready, port=port, env=env, cwd=cwd, die_with_parent=True
+    )
 
 
 def chat_server(
     workdir: Path, env: Mapping[str, str] | None = None, cpu: int | None = SERVER_CPU, profile: Path | None = None
-) -> Server:
+) -> ManagedProcess:
     """``chatserver --port P``, embedded unless ``env`` says otherwise, the bench secret set, limits off.
 
     Log level ``warning``: the per-connection ``info`` lines would cost the connection benchmark a
@@ -203,35 +121,34 @@ def chat_server(
     argv = [sys.executable, *program, "--host", HOST, "--port", str(port), "--log-level", "warning"]
     # Run from SOURCE, first on ``sys.path`` for ``-m``; ROOT after it for ``bench.profiled_server``.
     server_env = clean_env({"PYTHONPATH": str(ROOT), **(env or {})})
-    return Server("chatserver", argv, port, workdir, env=server_env, health="/healthz", cpu=cpu, cwd=SOURCE)
+    return server("chatserver", argv, port, workdir, env=server_env, health="/healthz", cpu=cpu, cwd=SOURCE)
 
 
-def redis_server(workdir: Path) -> Server:
+def redis_server(workdir: Path) -> ManagedProcess:
     """A throw-away ``redis-server`` on a free port: no persistence, loopback only, on the server core."""
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    return Server("redis", [*argv, "--dir", str(workdir)], port, workdir)
+    return server("redis", [*argv, "--dir", str(workdir)], port, workdir)
 
 
-class LoadClient(Child):
+class LoadClient:
     """``python -m bench.loadrun`` on the load core, spoken to in JSON lines (see that module)."""
 
     def __init__(self, config: Mapping[str, Any], cpu: int | None = LOAD_CPU, name: str = "load") -> None:
         config = {"host": HOST, "secret": SECRET, **config}
-        super().__init__(name, [sys.executable, "-m", "bench.loadrun", json.dumps(config)], env=None, cpu=cpu)
+        argv = [*taskset(cpu), sys.executable, "-m", "bench.loadrun", json.dumps(config)]
+        self.name = name
+        self.process = ManagedProcess(name, argv, cwd=ROOT, die_with_parent=True, piped=True)
         self._answers: queue.Queue[str] = queue.Queue()
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
     def start(self) -> LoadClient:
-        self.popen = subprocess.Popen(
-            self.argv,
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        assert self.popen.stdout is not None
-        threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True).start()
+        self.process.spawn()
+        assert self.process.popen is not None and self.process.popen.stdout is not None
+        threading.Thread(target=self._read, args=(self.process.popen.stdout,), daemon=True).start()
         return self
 
     def _read(self, stream: IO[bytes]) -> None:
@@ -240,9 +157,10 @@ class LoadClient(Child):
         self._answers.put("")
 
     def send(self, command: str, **arguments: Any) -> None:
-        assert self.popen is not None and self.popen.stdin is not None
-        self.popen.stdin.write((json.dumps({"cmd": command, **arguments}) + "\n").encode())
-        self.popen.stdin.flush()
+        popen = self.process.popen
+        assert popen is not None and popen.stdin is not None
+        popen.stdin.write((json.dumps({"cmd": command, **arguments}) + "\n").encode())
+        popen.stdin.flush()
 
     def answer(self, timeout: float = 300.0) -> dict[str, Any]:
         try:
@@ -250,7 +168,7 @@ class LoadClient(Child):
         except queue.Empty:
             raise RuntimeError(f"{self.name} gave no answer within {timeout:g}s") from None
         if not line:
-            raise RuntimeError(f"{self.name} exited (status {self.popen.poll() if self.popen else None})")
+            raise RuntimeError(f"{self.name} exited (status {self.process.returncode})")
         return dict(json.loads(line))
 
     def call(self, command: str, wait: float = 300.0, **arguments: Any) -> dict[str, Any]:
@@ -259,14 +177,14 @@ class LoadClient(Child):
         return self.answer(max(wait, float(arguments.get("timeout", 0)) + 30))
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.running():
+        """Ask it to quit over stdin first (it closes its sockets), then stop it as any child."""
+        if self.process.running and self.process.popen is not None:
             try:
                 self.send("quit")
-                assert self.popen is not None
-                self.popen.wait(timeout)
+                self.process.popen.wait(timeout)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        super().stop(timeout)
+        self.process.stop(timeout)
 
 
 def workdir(prefix: str) -> Path:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import processes, profiling, report
-from bench.processes import LoadClient, Server
+from bench.processes import LoadClient
+from tools.processes import ManagedProcess
 
 TARGETS = ("ours", "mixed", "ceiling", "starlette")
 LABELS = {
@@ -63,13 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _server(target: str, workdir: Path, frame_bytes: int, profile: Path | None) -> Server:
+def _server(target: str, workdir: Path, frame_bytes: int, profile: Path | None) -> ManagedProcess:
     if target in ("ours", "mixed"):
         return processes.chat_server(workdir, profile=profile)
     port = processes.free_port()
     module = "bench.ceiling_server" if target == "ceiling" else "bench.starlette_floor"
     argv = [sys.executable, "-m", module, "--port", str(port), "--frame-bytes", str(frame_bytes)]
-    return Server(target, argv, port, workdir, env=processes.clean_env())
+    return processes.server(target, argv, port, workdir, env=processes.clean_env())
 
 
 def measure(

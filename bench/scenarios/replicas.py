@@ -21,7 +21,8 @@ import time
 from typing import Any
 
 from bench import processes, report
-from bench.processes import LoadClient, Server
+from bench.processes import LoadClient
+from tools.processes import ManagedProcess
 
 CLAN_SIZE = 30
 REPLICAS = 3
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> report.Report:
         flush=True,
     )
     redis = processes.redis_server(workdir)
-    replicas: list[Server] = []
+    replicas: list[ManagedProcess] = []
     load: LoadClient | None = None
     steps: list[dict[str, Any]] = []
     try:
