@@ -163,10 +163,10 @@ def test_stop_ends_every_process_and_frees_every_port(tmp_path: Path) -> None:
     assert cluster.pids() == []
 
 
-def test_scripts_cluster_prints_its_urls_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+def test_scripts_cluster_prints_its_urls_exits_0_on_sigterm_and_removes_its_temporary_files(tmp_path: Path) -> None:
     port = free_port()
     output = tmp_path / "output.txt"
-    argv = ["--replicas", "2", "--port", str(port), "--workdir", str(tmp_path / "work")]
+    argv = ["--replicas", "2", "--port", str(port)]
     with output.open("wb") as sink:
         command = subprocess.Popen([str(CLUSTER), *argv], env=clean_env(), stdout=sink, stderr=subprocess.STDOUT)
     pids: list[int] = []
@@ -178,14 +178,17 @@ def test_scripts_cluster_prints_its_urls_and_exits_0_on_sigterm(tmp_path: Path) 
         assert "in-process history" in printed
         assert len(pids) == 4
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        found = re.search(r"workdir (\S+)", printed)
+        assert found is not None and (workdir := Path(found.group(1))).is_dir()
 
         command.send_signal(signal.SIGTERM)
         assert command.wait(timeout=COMMAND_TIMEOUT) == 0
     finally:
         _kill_leftovers(command, pids)
-    assert "stopped" in output.read_text()
+    assert output.read_text().endswith("cluster: stopping\ncluster: stopped\n")
     assert [pid for pid in pids if process_exists(pid)] == []
     assert port_is_free(port)
+    assert not workdir.exists()
 
 
 def test_scripts_cluster_on_a_port_another_server_holds_says_so_in_one_line_and_starts_nothing(

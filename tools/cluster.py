@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import string
 import sys
@@ -341,18 +342,27 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=port_number, default=8080, help="nginx's public port (default 8080)")
     parser.add_argument("--host", default=LOCALHOST, help=f"address nginx listens on (default {LOCALHOST})")
     parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
-    parser.add_argument("--workdir", type=Path, help="directory for config and logs (default: a new temporary one)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="directory for config and logs, kept (default: a temporary one, removed after a clean stop)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Start the cluster, print where everything is, wait for SIGINT or SIGTERM, then stop it all."""
+    """Start the cluster, print where everything is, wait for SIGINT or SIGTERM, then stop it all.
+
+    Without ``--workdir`` the files go to a new temporary directory, removed after a clean stop and
+    kept when the cluster failed (the error line names the log to read).
+    """
     args = parser().parse_args(argv)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
+    workdir: Path = args.workdir or Path(tempfile.mkdtemp(prefix="chatserver-cluster-"))
     try:
-        cluster = Cluster(args.replicas, host=args.host, port=args.port, redis_url=args.redis_url, workdir=args.workdir)
+        cluster = Cluster(args.replicas, host=args.host, port=args.port, redis_url=args.redis_url, workdir=workdir)
         with cluster:
             replicas = f"{len(cluster.replicas)} replica{'s' if len(cluster.replicas) > 1 else ''}"
             print(f"cluster: {replicas} behind nginx, workdir {cluster.workdir}")
@@ -362,9 +372,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             while not stopping.wait(timeout=1.0):
                 continue
             print("cluster: stopping", flush=True)
-        print("cluster: stopped", flush=True)
     except ProcessError as error:
+        if args.workdir is None and not any(workdir.iterdir()):
+            workdir.rmdir()  # nothing was started: no log worth keeping
         sys.exit(f"cluster: {error.summary}")
+    if args.workdir is None:
+        shutil.rmtree(workdir)
+    print("cluster: stopped", flush=True)
 
 
 if __name__ == "__main__":
