@@ -17,13 +17,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.request
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from tools.processes import ManagedProcess, free_port, http_ok
+from tools.processes import clean_env as without_chat_settings
 
 SERVER_CPU = 0
 LOAD_CPU = 1
@@ -33,8 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # The chat server's source tree: this checkout, or a snapshot of it (``git archive HEAD chatserver | tar -x
 # -C DIR``) so a benchmark measures one consistent version while the working tree is being edited.
 SOURCE = Path(os.environ.get("BENCH_CHATSERVER_SOURCE") or ROOT).resolve()
-_PR_SET_PDEATHSIG = 1
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # A benchmark floods from a few player ids and opens thousands of sockets per id: the per-player
 # rate limits and the sockets-per-player cap (README's Configuration table) would refuse that load.
 LIMITS_OFF = {
@@ -64,11 +62,7 @@ def taskset(cpu: int | None) -> list[str]:
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This environment without any chat setting, plus the bench secret, the limits off and ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
-    env["JWT_SECRET"] = SECRET
-    env.update(LIMITS_OFF)
-    env.update(extra or {})
-    return env
+    return without_chat_settings(JWT_SECRET=SECRET, **LIMITS_OFF, **(extra or {}))
 
 
 def rss_bytes(pid: int) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from tools.processes import ManagedProcess, free_port, http_ok
+from tools.processes import ManagedProcess, clean_env, free_port, http_ok
 
 TEST_SECRET = "test-secret-for-the-chat-server-suite-0123456789-abcdefghijklmnopqrstuvwxyz"
 FRAME_TIMEOUT = 5.0
@@ -63,12 +62,6 @@ def token(
     if exp_in is not None:
         payload["exp"] = int(time.time() + exp_in)
     return jwt.encode(payload, secret, algorithm="HS256")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any chat setting (no ``JWT_SECRET`` either), plus ``extra``."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
-    return {**base, **extra}
 
 
 @dataclass

@@ -37,6 +37,15 @@ class ProcessError(RuntimeError):
         self.summary = summary
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any chat server setting (no ``JWT_SECRET`` either), plus ``extra``.
+
+    So a child runs with exactly the settings its parent means, whatever the developer's shell exports.
+    """
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
+    return {**base, **extra}
+
+
 def free_port(host: str = LOCALHOST, avoid: Collection[int] = ()) -> int:
     """A port nothing listens on now; ``avoid`` keeps two children of one run off the same port."""
     while True:
