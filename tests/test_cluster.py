@@ -207,6 +207,27 @@ def test_scripts_cluster_on_a_port_another_server_holds_says_so_in_one_line_and_
     assert sorted(path.name for path in workdir.iterdir()) == [], "nothing was started"
 
 
+def test_scripts_cluster_with_a_redis_url_without_scheme_says_so_in_one_line(tmp_path: Path) -> None:
+    argv = ["--redis-url", "localhost:6379", "--workdir", str(tmp_path / "work")]
+    result = subprocess.run([str(CLUSTER), *argv], env=clean_env(), capture_output=True, text=True, timeout=60)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "cluster: Redis URL 'localhost:6379': Redis URL must specify one of the following schemes "
+        "(redis://, rediss://, unix://)\n"
+    )
+
+
+def test_scripts_cluster_with_a_workdir_it_cannot_create_says_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    workdir = tmp_path / "a-file" / "work"
+    argv = ["--port", str(free_port()), "--workdir", str(workdir)]
+    result = subprocess.run([str(CLUSTER), *argv], env=clean_env(), capture_output=True, text=True, timeout=60)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"cluster: cannot use {workdir} as the workdir: not a directory\n"
+
+
 @pytest.mark.parametrize(
     ("option", "value", "error"),
     [

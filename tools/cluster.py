@@ -128,6 +128,11 @@ class Cluster:
             raise ClusterError("a cluster needs at least one replica")
         if not TEMPLATE.is_file():
             raise ClusterError(f"nginx template not found at {TEMPLATE}")
+        if redis_url is not None:
+            try:
+                redis.Redis.from_url(redis_url)  # parses only; connecting waits for start()
+            except ValueError as error:
+                raise ClusterError(f"Redis URL {redis_url!r}: {error}") from None
         self.host = host
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="chatserver-cluster-")).resolve()
         self.nginx_conf = self.workdir / "nginx.conf"
@@ -179,7 +184,11 @@ class Cluster:
         Every port is checked first, so a port in use is one clear error before anything starts; each
         child then counts as started only when it is the process listening on its port.
         """
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = (error.strerror or str(error)).lower()
+            raise ClusterError(f"cannot use {self.workdir} as the workdir: {reason}") from None
         try:
             check_can_listen(self.host, self.port)
         except ProcessError as error:
