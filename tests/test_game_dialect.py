@@ -19,12 +19,12 @@ import websockets
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from chatserver.cluster import Cluster
 from chatserver.protocol.outbound import RENDERERS
 from chatserver.protocol.vocabulary import Dialect
 from tests.conftest import ServerFactory
 from tests.game_client import ClientWouldThrow, GameClient, check_history, handle_message
 from tests.harness import Client, ServerProcess, post_membership, suite_env, token
+from tools.cluster import Cluster
 
 SERVICE_TOKEN = "game-dialect-service-token"
 GAME = "altzone-chat.game"
