@@ -191,6 +191,36 @@ def test_scripts_cluster_prints_its_urls_exits_0_on_sigterm_and_removes_its_temp
     assert not workdir.exists()
 
 
+def test_scripts_cluster_reports_a_replica_that_exits_and_stops_with_status_1_when_nginx_dies(
+    tmp_path: Path,
+) -> None:
+    output, workdir = tmp_path / "output.txt", tmp_path / "work"
+    argv = ["--replicas", "2", "--port", str(free_port()), "--workdir", str(workdir)]
+    with output.open("wb") as sink:
+        command = subprocess.Popen([str(CLUSTER), *argv], env=clean_env(), stdout=sink, stderr=subprocess.STDOUT)
+    pids: list[int] = []
+    try:
+        printed = wait_for_output(output, "to stop", command)
+        pids = [int(pid) for pid in re.findall(r"\bpid (\d+)", printed)]
+        nginx, replica_0 = pids[0], pids[1]
+
+        os.kill(replica_0, signal.SIGKILL)
+        wait_for_output(output, "replica 0 exited", command)
+        os.kill(nginx, signal.SIGKILL)
+        assert command.wait(timeout=COMMAND_TIMEOUT) == 1
+    finally:
+        _kill_leftovers(command, pids)
+    lines = output.read_text().splitlines()
+    replica_log, nginx_log = workdir / "replica-0.log", workdir / "nginx-error.log"
+    assert re.fullmatch(
+        rf"cluster: replica 0 exited with status -9(: .*)? \(log {re.escape(str(replica_log))}\); "
+        "nginx sends its requests to the other replicas",
+        lines[-2],
+    ), lines
+    assert re.fullmatch(rf"cluster: nginx exited with status -9(: .*)? \(log {re.escape(str(nginx_log))}\)", lines[-1])
+    assert [pid for pid in pids if process_exists(pid)] == []
+
+
 def test_scripts_cluster_on_a_port_another_server_holds_says_so_in_one_line_and_starts_nothing(
     embedded_server: ServerProcess, tmp_path: Path
 ) -> None:

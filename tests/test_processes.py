@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -57,3 +60,35 @@ def test_a_port_in_use_cannot_be_listened_on_and_a_free_one_can(embedded_server:
 def test_free_port_avoids_the_ports_it_is_told_to() -> None:
     taken = {free_port() for _ in range(5)}
     assert free_port(avoid=taken) not in taken
+
+
+def test_stopping_a_child_that_was_killed_also_ends_what_it_left_running(tmp_path: Path) -> None:
+    """As nginx workers outlive a SIGKILLed master: they hold the port until someone ends them."""
+    leaves_one_behind = (
+        "import subprocess, sys, time\n"
+        "worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(worker.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    log = tmp_path / "master.log"
+    master = ManagedProcess("master", [sys.executable, "-c", leaves_one_behind], log, lambda: log.read_text() != "")
+    master.start()
+    worker = int(log.read_text())
+    assert master.pid is not None
+    os.kill(master.pid, signal.SIGKILL)
+
+    assert master.stop() == -signal.SIGKILL
+    assert ends_soon(worker), f"process {worker} is still running"
+
+
+def ends_soon(pid: int, timeout: float = 5.0) -> bool:
+    """Whether ``pid`` is gone (or a zombie left for its new parent) within ``timeout``: SIGKILL takes a moment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False

@@ -230,6 +230,12 @@ class Cluster:
     ) -> None:
         self.stop()
 
+    def check_serving(self) -> None:
+        """Raise ``ClusterError`` once nginx or the cluster's own Redis has exited: nothing can be served then."""
+        for process in (self.nginx, *([self.redis] if self.redis else [])):
+            if not process.running:
+                raise ClusterError(process.exit_summary())
+
     def stop_replica(self, index: int) -> None:
         """SIGTERM, as an orchestrator stops a replica (SIGKILL after the stop timeout)."""
         self.replicas[index].process.stop()
@@ -362,6 +368,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """Start the cluster, print where everything is, wait for SIGINT or SIGTERM, then stop it all.
 
+    While it runs, a replica that exits is reported (nginx routes around it); nginx or its own Redis
+    exiting stops the whole cluster with exit status 1.
+
     Without ``--workdir`` the files go to a new temporary directory, removed after a clean stop and
     kept when the cluster failed (the error line names the log to read).
     """
@@ -378,8 +387,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             for line in cluster.describe():
                 print(f"  {line}")
             print("Press Ctrl-C (or send SIGTERM) to stop.", flush=True)
+            reported: set[int] = set()
             while not stopping.wait(timeout=1.0):
-                continue
+                cluster.check_serving()
+                for replica in cluster.replicas:
+                    if not replica.process.running and replica.index not in reported:
+                        reported.add(replica.index)
+                        note = f"{replica.process.exit_summary()}; nginx sends its requests to the other replicas"
+                        print(f"cluster: {note}", file=sys.stderr, flush=True)
             print("cluster: stopping", flush=True)
     except ProcessError as error:
         if args.workdir is None and not any(workdir.iterdir()):

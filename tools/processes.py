@@ -154,7 +154,7 @@ class ManagedProcess:
 
     @property
     def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        return self.popen is not None and self.returncode is None
 
     @property
     def pid(self) -> int | None:
@@ -162,7 +162,17 @@ class ManagedProcess:
 
     @property
     def returncode(self) -> int | None:
-        return None if self.popen is None else self.popen.poll()
+        """The exit status once it has ended (``-N`` for signal N), read without reaping it: until
+        ``finish`` reaps it, its process id, and so its process group, cannot belong to anyone else."""
+        if self.popen is None or self.popen.returncode is not None:
+            return None if self.popen is None else self.popen.returncode
+        try:
+            ended = os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped through ``popen`` directly
+            return self.popen.poll()
+        if ended is None:
+            return None
+        return -ended.si_status if ended.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else ended.si_status
 
     def spawn(self) -> None:
         if self.running:
@@ -193,8 +203,7 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while not self.serves():
             if not self.running:
-                summary = f"{self.name} exited with status {self.returncode}{self._last_line()}"
-                raise ProcessError(summary, self.log_tail())
+                raise ProcessError(self.exit_summary(), self.log_tail())
             if time.monotonic() > deadline:
                 where = f" on port {self.port}" if self.port is not None else ""
                 summary = f"{self.name} was not serving{where} after {timeout:g}s{self._last_line()}"
@@ -212,19 +221,21 @@ class ManagedProcess:
 
     def ask_to_stop(self) -> None:
         """Send the first stop signal without waiting, so several children can stop at once."""
-        if self.running and self.popen is not None:
-            self.popen.send_signal(self.stop_signals[0])
+        self._signal(self.stop_signals[0])
 
     def finish(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Wait for the exit; after each ``timeout`` send the next stop signal, SIGKILL last. The exit code."""
+        """Wait for the exit; after each ``timeout`` send the next stop signal, SIGKILL last. The exit code.
+
+        Whatever it started and left behind in its process group (nginx workers of a killed master)
+        is killed before it is reaped.
+        """
         if self.popen is None:
             return None
         for next_signal in (*self.stop_signals[1:], signal.SIGKILL):
-            try:
-                return self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.send_signal(next_signal)
-        return self.popen.wait()
+            if self._ended_within(timeout):
+                break
+            self._signal(next_signal)
+        return self._reap()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """Ask, then wait (escalating); safe to call twice and after a crash. The exit code."""
@@ -233,9 +244,34 @@ class ManagedProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no drain, no goodbye to clients."""
+        self._signal(signal.SIGKILL)
         if self.popen is not None:
-            self.popen.kill()
-            self.popen.wait()
+            self._reap()
+
+    def _reap(self) -> int:
+        """Wait for the end, kill what it left in its process group, then collect its exit status."""
+        assert self.popen is not None
+        self._ended_within(None)
+        if self.popen.returncode is None:  # not reaped yet, so the group is still this child's
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except OSError:  # nothing left in it to kill
+                pass
+        return self.popen.wait()
+
+    def _signal(self, signum: signal.Signals) -> None:
+        """``os.kill`` rather than ``Popen.send_signal``, which would reap an ended child."""
+        if self.running and self.popen is not None:
+            os.kill(self.popen.pid, signum)
+
+    def _ended_within(self, timeout: float | None) -> bool:
+        """Whether it ends within ``timeout`` seconds (``None``: however long it takes), without reaping it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.running:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def log(self) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -244,6 +280,10 @@ class ManagedProcess:
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
+
+    def exit_summary(self) -> str:
+        """One line on how it ended: the exit status, the last thing it wrote and where its log is."""
+        return f"{self.name} exited with status {self.returncode}{self._last_line()}"
 
     def _last_line(self) -> str:
         """The last thing the child wrote and where its log is, for a one-line error."""
