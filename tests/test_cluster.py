@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ import pytest
 
 from tests.harness import FRAME_TIMEOUT, ROOT, Client, ServerProcess, clean_env, free_port, suite_env, token
 from tools.cluster import Cluster
+from tools.processes import ProcessError, check_can_listen
 
 CLUSTER = ROOT / "scripts" / "cluster"
 REPLICAS = 3
@@ -84,14 +84,12 @@ def wait_for_status(url: str, status: int, timeout: float = READY_TIMEOUT) -> No
 
 
 def port_is_free(port: int) -> bool:
-    """A server could listen on ``port`` again (SO_REUSEADDR, as servers bind, so TIME_WAIT does not count)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+    """A server could listen on ``port`` again (a socket in TIME_WAIT does not count)."""
+    try:
+        check_can_listen("127.0.0.1", port)
+    except ProcessError:
+        return False
+    return True
 
 
 def process_exists(pid: int) -> bool:
