@@ -92,3 +92,17 @@ def ends_soon(pid: int, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_child_that_ended_on_its_own_starts_again_with_its_log_appended(tmp_path: Path) -> None:
+    log = tmp_path / "once.log"
+    child = ManagedProcess("once", [sys.executable, "-c", "print('ran')"], log)
+    child.start()
+    deadline = time.monotonic() + 10
+    while child.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    child.start()
+
+    assert child.finish() == 0
+    assert log.read_text() == "ran\nran\n"

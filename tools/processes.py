@@ -177,6 +177,8 @@ class ManagedProcess:
     def spawn(self) -> None:
         if self.running:
             raise ProcessError(f"{self.name} is already running")
+        if self.popen is not None and self.popen.returncode is None:
+            self._reap()  # an earlier run that ended on its own
         stdin = subprocess.PIPE if self.piped else subprocess.DEVNULL
         with (self.log_path.open("ab") if self.log_path else open(os.devnull, "wb")) as log:
             self.popen = subprocess.Popen(
