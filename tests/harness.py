@@ -25,7 +25,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
-from tools.processes import ManagedProcess, clean_env, free_port, http_ok
+from tools.processes import ManagedProcess, http_ok
+from tools.processes import clean_env as clean_env  # tests import these two from here
+from tools.processes import free_port as free_port
 
 TEST_SECRET = "test-secret-for-the-chat-server-suite-0123456789-abcdefghijklmnopqrstuvwxyz"
 FRAME_TIMEOUT = 5.0

@@ -7,6 +7,7 @@ game backend writes them.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import httpx
 import pymongo
@@ -30,7 +31,8 @@ def game_server(server_factory: ServerFactory, mongo_standin_url: str) -> Server
         {"_id": ObjectId(YAN), "name": "Yan", "clan_id": ObjectId(CLAN), "avatar": None},
         {"_id": ObjectId(XI), "name": "Xi"},
     ]
-    with pymongo.MongoClient(mongo_standin_url) as game_database:
+    game_database: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_standin_url)
+    with game_database:
         game_database[database]["Player"].insert_many(players)
     return server_factory(
         MONGODB_URL=mongo_standin_url,
