@@ -70,11 +70,15 @@ def _code_blocks(language: str) -> list[str]:
 
 
 def _values_file(name: str) -> dict[str, Any]:
-    """A ``-f`` file the README shows as a yaml block headed ``# <name>``."""
+    """A ``-f`` file the README shows as a yaml block headed ``# <name>``, or one the repository ships."""
+    shipped = ROOT / name
+    if shipped.is_file():
+        document: dict[str, Any] = yaml.safe_load(shipped.read_text())
+        return document
     for block in _code_blocks("yaml"):
         if block.startswith(f"# {name}\n"):
-            document: dict[str, Any] = yaml.safe_load(block)
-            return document
+            shown: dict[str, Any] = yaml.safe_load(block)
+            return shown
     raise AssertionError(f"k8s/README.md uses -f {name} but shows no yaml block for it")
 
 
