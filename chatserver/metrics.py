@@ -46,6 +46,12 @@ CATCH_UPS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+HEADS_REFUSED = Counter(
+    "chat_request_heads_refused_total",
+    "Connections refused before their request head was complete (408 too slow, 414/431 too long), by status",
+    ["status"],
+    registry=REGISTRY,
+)
 BROADCASTS_OUT = FRAMES_OUT.labels("broadcast")
 
 

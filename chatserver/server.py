@@ -8,11 +8,13 @@ another replica; only then does uvicorn's own shutdown run. All of it fits in ``
 
 from __future__ import annotations
 
+import functools
 import socket
 
 import uvicorn
 
 from chatserver.app import services_of
+from chatserver.request_head import BoundedHttpToolsProtocol, HeadLimits
 from chatserver.settings import Settings
 
 _UVICORN_SHUTDOWN_SECONDS = 1.0
@@ -32,13 +34,17 @@ class ChatServer(uvicorn.Server):
 def uvicorn_config(
     app: object, settings: Settings, *, host: str, port: int, workers: int, log_level: str
 ) -> uvicorn.Config:
-    """The one place the uvicorn options are chosen (see README: why websockets-sansio)."""
+    """The one place the uvicorn options are chosen (see README: why websockets-sansio, why a bounded head)."""
+    bounded_http = functools.partial(
+        BoundedHttpToolsProtocol, limits=HeadLimits(settings.head_max_bytes, settings.head_timeout_seconds)
+    )
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         factory=isinstance(app, str),
         host=host,
         port=port,
         workers=workers,
+        http=bounded_http,  # type: ignore[arg-type]
         ws="websockets-sansio",
         ws_max_size=settings.transport_max_bytes,
         ws_ping_interval=settings.ping_interval_seconds,

@@ -66,6 +66,8 @@ class Settings:
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
     deprecations: tuple[str, ...] = ()
+    head_max_bytes: int = 8 * 1024
+    head_timeout_seconds: int = 10
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -123,6 +125,8 @@ class Settings:
             ping_interval_seconds=_int(env, "CHAT_PING_INTERVAL_SECONDS", 20),
             ping_timeout_seconds=_int(env, "CHAT_PING_TIMEOUT_SECONDS", 20),
             deprecations=deprecations,
+            head_max_bytes=_int(env, "CHAT_HEAD_MAX_BYTES", 8 * 1024),
+            head_timeout_seconds=_int(env, "CHAT_HEAD_TIMEOUT_SECONDS", 10),
         )
         settings.check()
         return settings
@@ -137,6 +141,8 @@ class Settings:
             raise SettingsError("CHAT_PLAYERS_FROM_DB needs MONGODB_URL")
         if self.drain_seconds < 5:
             raise SettingsError("CHAT_DRAIN_SECONDS must be at least 5: polite closes, cuts, then uvicorn's shutdown")
+        if not 1024 <= self.head_max_bytes <= 64 * 1024:
+            raise SettingsError("CHAT_HEAD_MAX_BYTES must be between 1024 and 65536 (nginx's default is 8192)")
         if self.frame_max_bytes > self.transport_max_bytes:
             raise SettingsError("CHAT_FRAME_MAX_BYTES must not exceed CHAT_TRANSPORT_MAX_BYTES")
 
