@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import time
+from urllib.parse import unquote_plus
 
 _STANDARD_ATTRIBUTES = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
@@ -35,18 +36,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s\"]+")
+_QUERY = re.compile(r"\?([^\s\"#]+)")
+
+
+def redact_query_tokens(text: str) -> str:
+    """Blank every query value whose decoded name is ``token``: ``?%74oken=`` authenticates as well as ``?token=``."""
+    return _QUERY.sub(lambda query: "?" + "&".join(map(_redacted_pair, query.group(1).split("&"))), text)
+
+
+def _redacted_pair(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    if equals and unquote_plus(name).strip().lower() == "token":
+        return f"{name}=[redacted]"
+    return pair
 
 
 class RedactTokens(logging.Filter):
-    """Blank ``token=...`` query values, which uvicorn's access lines would otherwise print in full."""
+    """Blank query tokens in every line, such as uvicorn's "WebSocket /ws/chat?token=..." lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args:
             record.msg = record.getMessage()
             record.args = None
-        if isinstance(record.msg, str) and "token=" in record.msg:
-            record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
+        if isinstance(record.msg, str) and "?" in record.msg:
+            record.msg = redact_query_tokens(record.msg)
         return True
 
 

@@ -20,7 +20,7 @@ import pytest
 import websockets
 
 from tests.conftest import ServerFactory
-from tests.harness import TEST_SECRET, Client, ServerProcess, refusal, token
+from tests.harness import TEST_SECRET, Client, ServerProcess, refusal, token, wait_for_log
 
 CONTENT_NOT_STRING = {
     "reason": "NOT_STRING",
@@ -371,3 +371,24 @@ async def test_refused_tokens_service_tokens_and_the_jwt_secret_never_reach_the_
     for bearer in refused.values():
         header, claims, signature = bearer.split(".")
         assert claims not in log and signature not in log
+
+
+@pytest.mark.parametrize("name", ["%74oken", "tok%65n", "%74%6F%6B%65%6E"])
+async def test_a_token_under_a_percent_encoded_query_name_authenticates_and_is_redacted(
+    server_factory: ServerFactory, new_id: Callable[[], str], name: str
+) -> None:
+    server = server_factory()
+    accepted = token(new_id(), name="Aino")
+    refused = token(new_id(), secret="not-the-server-secret-but-long-enough-0123456789")
+
+    async with websockets.connect(f"{server.ws_url}?{name}={accepted}") as socket:
+        assert json.loads(await socket.recv()) == {"event": "ready", "data": True}
+    status, _ = await refusal(f"{server.ws_url}?since=2026-01-01T00:00:00Z&{name}={refused}")
+    assert status == 401
+
+    await wait_for_log(server, lambda e: e["message"].endswith(f'"WebSocket /ws/chat?{name}=[redacted]" [accepted]'))
+    refused_line = f'"WebSocket /ws/chat?since=2026-01-01T00:00:00Z&{name}=[redacted]" 401'
+    await wait_for_log(server, lambda e: e["message"].endswith(refused_line))
+    for secret in (accepted, refused):
+        header, claims, signature = secret.split(".")
+        assert claims not in server.log() and signature not in server.log()
