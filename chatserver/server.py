@@ -47,6 +47,7 @@ def uvicorn_config(
         http=bounded_http,  # type: ignore[arg-type]
         ws="websockets-sansio",
         ws_max_size=settings.transport_max_bytes,
+        ws_per_message_deflate=False,  # per-socket zlib state and per-socket compression; see README: Performance
         ws_ping_interval=settings.ping_interval_seconds,
         ws_ping_timeout=settings.ping_timeout_seconds,
         timeout_graceful_shutdown=int(_UVICORN_SHUTDOWN_SECONDS),

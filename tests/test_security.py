@@ -392,3 +392,15 @@ async def test_a_token_under_a_percent_encoded_query_name_authenticates_and_is_r
     for secret in (accepted, refused):
         header, claims, signature = secret.split(".")
         assert claims not in server.log() and signature not in server.log()
+
+
+async def test_a_client_offering_permessage_deflate_gets_uncompressed_frames(
+    server: ServerProcess, new_id: Callable[[], str]
+) -> None:
+    async with websockets.connect(f"{server.ws_url}?token={token(new_id())}", compression="deflate") as socket:
+        assert socket.response is not None
+        assert "Sec-WebSocket-Extensions" not in socket.response.headers
+        assert socket.protocol.extensions == []
+        assert json.loads(await socket.recv()) == {"event": "ready", "data": True}
+        await socket.send(json.dumps({"event": "globalMessage", "data": {"content": "plain frames"}}))
+        assert json.loads(await socket.recv())["message"]["content"] == "plain frames"
