@@ -29,6 +29,9 @@ from chatserver.store.base import MessageStore, NewMessage, ReactionChange, Stor
 
 log = logging.getLogger(__name__)
 
+HISTORY_READS = "history reads"
+"""The bucket kind of history pages and resume replays: one per page or per room replayed."""
+
 
 @dataclass(frozen=True)
 class Changes:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from chatserver import metrics
 from chatserver.auth import token_from_request
-from chatserver.chat import HistoryRequest
+from chatserver.chat import HISTORY_READS, HistoryRequest
 from chatserver.http_errors import error_response
 from chatserver.players import identify
 from chatserver.protocol.errors import ChatError
@@ -28,7 +28,7 @@ async def history(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
         _, player = await identify(token_from_request(request.headers, {}), services.settings, services.players)
-        await services.chat.check_rate(player, "history reads", services.settings.history_rate)
+        await services.chat.check_rate(player, HISTORY_READS, services.settings.history_rate)
         history_request = _history_request(request, services)
         dialect = _dialect_param(request.query_params.get("dialect"), services.settings.dialect)
         page = await services.chat.history(player, history_request)

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from chatserver.broker.base import RoomFrame
-from chatserver.chat import ChatService
+from chatserver.chat import HISTORY_READS, ChatService
 from chatserver.players import Player
 from chatserver.protocol.errors import ChatError
 from chatserver.protocol.outbound import change_of
 from chatserver.protocol.vocabulary import ErrorReason, RoomKey, cut
+from chatserver.settings import Settings
 from chatserver.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,25 @@ class Replay:
         return self._replayed.get(message_id, "") >= updated_at
 
 
-async def missed_changes(player: Player, since: datetime, chat: ChatService, limit: int) -> Replay:
-    """Every room of ``player`` in turn (global, then the clan), at most ``limit`` changes each."""
+async def missed_changes(player: Player, since: datetime, chat: ChatService, settings: Settings) -> Replay:
+    """Every room of ``player`` in turn (global, then the clan), at most ``CHAT_RESUME_LIMIT`` changes each.
+
+    Each room's read is charged to the player's history bucket, as one ``GET /chat/history`` is: a
+    reconnect loop would otherwise read the store in bulk. A room the bucket cannot pay for is not
+    replayed and ``ready`` says ``recovered: false``; the client reads history when it can.
+    """
     rooms = [RoomKey.global_room()] + ([RoomKey.clan(player.clan_id)] if player.clan_id is not None else [])
     frames: list[RoomFrame] = []
     recovered = True
     for room in rooms:
         try:
-            changes = await chat.changes(room, since, limit)
+            await chat.check_rate(player, HISTORY_READS, settings.history_rate)
+        except ChatError:
+            log.debug("history bucket empty; room not replayed", extra={"player_id": player.id, "room": room.name})
+            recovered = False
+            continue
+        try:
+            changes = await chat.changes(room, since, settings.resume_limit)
         except StoreUnavailable:
             log.warning("resume could not read history", extra={"player_id": player.id, "room": room.name})
             recovered = False

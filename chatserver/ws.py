@@ -61,7 +61,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         if since is None:
             _release(connection, [], connection.frames.ready(None))
         else:
-            replay = await missed_changes(connection.player, since, services.chat, services.settings.resume_limit)
+            replay = await missed_changes(connection.player, since, services.chat, services.settings)
             texts = [text for text in map(connection.frames.broadcast, replay.texts) if text is not None]
             _release(connection, texts, connection.frames.ready(replay.recovered), replay.already_sent)
         expiry = _close_at_expiry(connection, identity.expires_at)

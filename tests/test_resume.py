@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
@@ -183,3 +184,34 @@ async def test_the_reference_client_gets_a_fresh_token_after_4401_and_resumes_wi
         f"t{n}" for n in range(30)
     ]
     assert reader.connects >= 2 and len(minted) >= 2 and reader.repeats == 0
+
+
+async def test_each_room_a_resume_replays_is_charged_to_the_players_history_bucket(
+    server_factory: ServerFactory, new_id: Callable[[], str]
+) -> None:
+    server = server_factory(CHAT_HISTORY_RATE="0.001", CHAT_HISTORY_BURST="3")
+    clan, player = new_id(), new_id()
+    bearer = token(player, clan_id=clan)
+    poster = await Client.connect(server, token(new_id(), clan_id=clan))
+    await poster.post("global", "hello everyone")
+    await poster.post("clan", "while you were away")
+    contents = {"global": "hello everyone", "clan": "while you were away"}
+
+    replays = []
+    for _ in range(3):  # global and clan cost two of the three tokens; then one room; then none
+        client = await resume(server.ws_url, bearer, "1970-01-01T00:00:00Z")
+        frames, ready = await frames_until_ready(client)
+        replays.append(([(f["chat"], f["message"]["content"]) for f in frames], ready))
+    assert replays == [
+        ([("global", contents["global"]), ("clan", contents["clan"])], RECOVERED),
+        ([("global", contents["global"])], NOT_RECOVERED),
+        ([], NOT_RECOVERED),
+    ]
+
+    async with httpx.AsyncClient() as http:
+        refused = await http.get(
+            f"{server.http_url}/chat/history", params={"type": "clan"}, headers={"Authorization": f"Bearer {bearer}"}
+        )
+    assert refused.status_code == 429 and refused.json()["errors"][0]["reason"] == "TOO_MANY_REQUESTS"
+    await poster.post("clan", "live still arrives")
+    assert (await client.recv())["message"]["content"] == "live still arrives"
