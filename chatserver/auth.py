@@ -29,6 +29,7 @@ class Identity:
     clan_id: str | None = None
     avatar: dict[str, Any] | None = None
     expires_at: float | None = None
+    issued_at: float | None = None
 
 
 def token_from_request(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -51,7 +52,7 @@ def authenticate(token: str | None, settings: Settings) -> Identity:
         raise _token_error(ErrorReason.AUTHENTICATION_FAILED, "The access token is expired") from None
     except jwt.PyJWTError:
         raise _token_error(ErrorReason.AUTHENTICATION_FAILED, "The access token is invalid") from None
-    exp = claims.get("exp")
+    exp, iat = claims.get("exp"), claims.get("iat")
     if exp is not None and not isinstance(exp, int | float):
         # PyJWT reads "exp": "1796215549" as a number, but no expiry timer would be set: RFC 7519 wants a NumericDate.
         raise _token_error(ErrorReason.AUTHENTICATION_FAILED, "The access token is invalid")
@@ -65,6 +66,7 @@ def authenticate(token: str | None, settings: Settings) -> Identity:
         clan_id=_optional_str(claims.get("clan_id")),
         avatar=claims.get("avatar") if isinstance(claims.get("avatar"), dict) else None,
         expires_at=None if exp is None else float(exp),
+        issued_at=float(iat) if isinstance(iat, int | float) else None,
     )
 
 

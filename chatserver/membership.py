@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from chatserver.broker.base import Broker, BrokerUnavailable
+from chatserver.clan_ledger import ClanLedger
 from chatserver.hub import Hub
 from chatserver.players import PlayerDirectory
 from chatserver.protocol import MembershipAction, MembershipChange
@@ -21,11 +22,12 @@ log = logging.getLogger(__name__)
 
 
 class Membership:
-    def __init__(self, broker: Broker, hub: Hub, players: PlayerDirectory, *, players_from_database: bool) -> None:
+    def __init__(self, broker: Broker, hub: Hub, players: PlayerDirectory, ledger: ClanLedger | None) -> None:
+        """``ledger`` remembers changes for claims mode; None with the game database, which is the truth."""
         self._broker = broker
         self._hub = hub
         self._players = players
-        self._players_from_database = players_from_database
+        self._ledger = ledger
 
     async def publish(self, change: MembershipChange) -> None:
         """Tell every worker; raises ``ChatError`` (NOT_AVAILABLE) when the broker cannot take it."""
@@ -39,7 +41,12 @@ class Membership:
         """Move the player's local sockets: out of the clan on ``leave``, into it on ``join``."""
         clan_id = change.clan_id if change.action is MembershipAction.JOIN else None
         only_from = change.clan_id if change.action is MembershipAction.LEAVE else None
-        if self._players_from_database:
+        if self._ledger is not None:
+            if change.action is MembershipAction.LEAVE:
+                await self._ledger.record_leave(change.player_id, change.clan_id)
+            else:
+                await self._ledger.record_join(change.player_id, change.clan_id)
+        else:
             try:
                 stored = (await self._players.profiles([change.player_id])).get(change.player_id)
             except StoreUnavailable:

@@ -14,6 +14,7 @@ from chatserver.broker.base import Broker
 from chatserver.broker.memory import MemoryBroker
 from chatserver.catchup import CatchUpBroker
 from chatserver.chat import ChatService
+from chatserver.clan_ledger import ClanLedger, MemoryClanLedger, RedisClanLedger
 from chatserver.connection import CLOSE_FRAME_SECONDS
 from chatserver.hub import Hub
 from chatserver.membership import Membership
@@ -40,6 +41,7 @@ class Services:
     chat: ChatService
     membership: Membership
     limiter: RateLimiter
+    ledger: ClanLedger | None
     draining: bool = False
 
     @classmethod
@@ -47,7 +49,8 @@ class Services:
         """Publishes go to the real broker; the hub listens through ``CatchUpBroker``, which repairs losses."""
         store = _store_for(settings)
         publisher = broker_for(settings)
-        players = _players_for(settings)
+        ledger = _ledger_for(settings)
+        players = _players_for(settings, ledger)
         limiter = _limiter_for(settings)
         chat = ChatService(settings, store, publisher, players, limiter)
         broker = CatchUpBroker(publisher, chat)
@@ -59,8 +62,9 @@ class Services:
             players=players,
             hub=hub,
             chat=chat,
-            membership=Membership(broker, hub, players, players_from_database=settings.players_from_database),
+            membership=Membership(broker, hub, players, ledger),
             limiter=limiter,
+            ledger=ledger,
         )
 
     async def start(self) -> None:
@@ -81,6 +85,8 @@ class Services:
     async def stop(self) -> None:
         await self.broker.stop()
         await self.limiter.close()
+        if self.ledger is not None:
+            await self.ledger.close()
         await self.store.close()
 
     async def drain(self, seconds: float) -> None:
@@ -141,9 +147,18 @@ def _limiter_for(settings: Settings) -> RateLimiter:
     return RedisRateLimiter(settings.redis_url, settings.redis_prefix)
 
 
-def _players_for(settings: Settings) -> PlayerDirectory:
-    if not settings.players_from_database:
-        return ClaimsDirectory()
+def _ledger_for(settings: Settings) -> ClanLedger | None:
+    """Claims mode remembers membership changes (in Redis when replicas share it); the game database needs none."""
+    if settings.players_from_database:
+        return None
+    if settings.redis_url is None:
+        return MemoryClanLedger(settings.clan_ledger_seconds)
+    return RedisClanLedger(settings.redis_url, settings.redis_prefix, settings.clan_ledger_seconds)
+
+
+def _players_for(settings: Settings, ledger: ClanLedger | None) -> PlayerDirectory:
+    if ledger is not None:
+        return ClaimsDirectory(ledger)
     from chatserver.players.mongo import MongoPlayerDirectory
 
     return MongoPlayerDirectory()

@@ -68,6 +68,7 @@ class Settings:
     deprecations: tuple[str, ...] = ()
     head_max_bytes: int = 8 * 1024
     head_timeout_seconds: int = 10
+    clan_ledger_seconds: int = 30 * 24 * 3600
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -127,6 +128,7 @@ class Settings:
             deprecations=deprecations,
             head_max_bytes=_int(env, "CHAT_HEAD_MAX_BYTES", 8 * 1024),
             head_timeout_seconds=_int(env, "CHAT_HEAD_TIMEOUT_SECONDS", 10),
+            clan_ledger_seconds=_int(env, "CHAT_CLAN_LEDGER_SECONDS", 30 * 24 * 3600),
         )
         settings.check()
         return settings

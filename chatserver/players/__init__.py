@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatserver.auth import Identity, authenticate
+from chatserver.clan_ledger import ClanLedger
 from chatserver.protocol import ErrorReason
 from chatserver.protocol.errors import ChatError, not_available
 from chatserver.settings import Settings
@@ -45,14 +46,23 @@ class PlayerDirectory(ABC):
 
 
 class ClaimsDirectory(PlayerDirectory):
-    """Profiles from token claims (``name``, ``clan_id``, ``avatar``); the name defaults to the player id."""
+    """Profiles from token claims (``name``, ``clan_id``, ``avatar``); the name defaults to the player id.
+
+    A ``clan_id`` claim that a later membership change voided (``clan_ledger.py``) counts as no clan.
+    """
+
+    def __init__(self, ledger: ClanLedger) -> None:
+        self._ledger = ledger
 
     async def resolve(self, identity: Identity) -> Player:
+        clan_id = identity.clan_id
+        if clan_id is not None and await self._ledger.voids(identity.player_id, clan_id, identity.issued_at):
+            clan_id = None
         return Player(
             id=identity.player_id,
             name=identity.name or identity.player_id,
             avatar=identity.avatar,
-            clan_id=identity.clan_id,
+            clan_id=clan_id,
         )
 
     async def profiles(self, player_ids: Iterable[str]) -> dict[str, Player]:
