@@ -4,8 +4,10 @@ httptools (llhttp) has no limit on a request line or header block, and uvicorn a
 head grows the worker without bound and is never answered. Here every head is fed to the parser at
 most ``max_bytes`` at a time and refused with 414 (request line) or 431 (headers) once it is longer;
 a head that has not arrived within ``timeout_seconds`` of the connection or of its first byte gets
-408. A refusal is answered, half-closed (the client reads the answer and EOF) and closed a moment
-later without reading any more. Why and what the proxy still adds: SECURITY.md.
+408, and a connection opening while ``max_pending`` heads are being read gets 503, so heads in
+flight hold at most ``max_pending`` x ``max_bytes`` whatever the file descriptor limit. A refusal is
+answered, half-closed (the client reads the answer and EOF) and closed a moment later without
+reading any more. Why and what the proxy still adds: SECURITY.md.
 """
 
 from __future__ import annotations
@@ -29,10 +31,18 @@ _LINGER_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class HeadLimits:
-    """How long (bytes) and how slow (seconds) a request head may be."""
+    """How long (bytes) and how slow (seconds) a request head may be, and how many may be read at once."""
 
     max_bytes: int
     timeout_seconds: float
+    max_pending: int
+
+
+class PendingHeads:
+    """Heads being read on this worker now; each holds up to ``max_bytes`` until its deadline."""
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class _TooManyHeaders(Exception):
@@ -50,9 +60,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         limits: HeadLimits,
+        pending: PendingHeads,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._limits = limits
+        self._pending = pending
         self._head_bytes: int | None = 0  # bytes of the head being read; None between heads
         self._request_line_done = False
         self._header_count = 0
@@ -62,10 +74,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_deadline()
+        if self._pending.count >= self._limits.max_pending:
+            self._refuse(503, "Too many connections are opening at once; try again shortly", linger=False)
+            return
+        self._start_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_deadline()
+        self._stop_clock()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -95,7 +110,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._deadline is None:
-            self._arm_deadline()
+            self._start_clock()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -106,7 +121,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
-        self._cancel_deadline()
+        self._stop_clock()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -129,14 +144,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(414, f"The request line may be at most {self._limits.max_bytes} bytes")
 
     def _on_deadline(self) -> None:
-        self._deadline = None
+        self._stop_clock()
         if self._head_bytes is not None and not self.transport.is_closing():
             self._refuse(408, f"The request head must arrive within {self._limits.timeout_seconds:g} seconds")
 
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer, send EOF so the client reads the answer whole, and close without reading the rest."""
+    def _refuse(self, status: int, message: str, *, linger: bool = True) -> None:
+        """Answer, send EOF so the client reads the answer whole, and close without reading the rest.
+
+        Without ``linger`` (nothing was read yet, so nothing can reset the answer) the close is at once.
+        """
         self._refused = True
-        self._cancel_deadline()
+        self._stop_clock()
         HEADS_REFUSED.labels(str(status)).inc()
         self.logger.debug("request head refused with %d: %s", status, message, extra={"client": self.client})
         body = HttpErrorBody(
@@ -149,18 +167,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         head.append(b"content-length: %d\r\n" % len(body))
         head.append(b"connection: close\r\n\r\n")
         self.transport.write(b"".join(head) + body.encode())
+        if not linger:
+            self.transport.close()
+            return
         self.transport.pause_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(_LINGER_SECONDS, self.transport.close)
 
-    def _arm_deadline(self) -> None:
+    def _start_clock(self) -> None:
+        """A head is being read: it counts as pending and must be complete by the deadline."""
+        self._pending.count += 1
         self._deadline = self.loop.call_later(self._limits.timeout_seconds, self._on_deadline)
 
-    def _cancel_deadline(self) -> None:
+    def _stop_clock(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+            self._pending.count -= 1
 
 
-_REASON_BY_STATUS = {414: ErrorReason.MORE_THAN_MAX, 431: ErrorReason.MORE_THAN_MAX, 408: ErrorReason.REQUIRED}
+_REASON_BY_STATUS = {
+    408: ErrorReason.REQUIRED,
+    414: ErrorReason.MORE_THAN_MAX,
+    431: ErrorReason.MORE_THAN_MAX,
+    503: ErrorReason.NOT_AVAILABLE,
+}

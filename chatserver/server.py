@@ -14,7 +14,7 @@ import socket
 import uvicorn
 
 from chatserver.app import services_of
-from chatserver.request_head import BoundedHttpToolsProtocol, HeadLimits
+from chatserver.request_head import BoundedHttpToolsProtocol, HeadLimits, PendingHeads
 from chatserver.settings import Settings
 
 _UVICORN_SHUTDOWN_SECONDS = 1.0
@@ -35,9 +35,8 @@ def uvicorn_config(
     app: object, settings: Settings, *, host: str, port: int, workers: int, log_level: str
 ) -> uvicorn.Config:
     """The one place the uvicorn options are chosen (see README: why websockets-sansio, why a bounded head)."""
-    bounded_http = functools.partial(
-        BoundedHttpToolsProtocol, limits=HeadLimits(settings.head_max_bytes, settings.head_timeout_seconds)
-    )
+    limits = HeadLimits(settings.head_max_bytes, settings.head_timeout_seconds, settings.max_pending_heads)
+    bounded_http = functools.partial(BoundedHttpToolsProtocol, limits=limits, pending=PendingHeads())
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         factory=isinstance(app, str),

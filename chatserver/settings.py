@@ -68,6 +68,7 @@ class Settings:
     deprecations: tuple[str, ...] = ()
     head_max_bytes: int = 8 * 1024
     head_timeout_seconds: int = 10
+    max_pending_heads: int = 4096
     clan_ledger_seconds: int = 30 * 24 * 3600
 
     @property
@@ -128,6 +129,7 @@ class Settings:
             deprecations=deprecations,
             head_max_bytes=_int(env, "CHAT_HEAD_MAX_BYTES", 8 * 1024),
             head_timeout_seconds=_int(env, "CHAT_HEAD_TIMEOUT_SECONDS", 10),
+            max_pending_heads=_int(env, "CHAT_MAX_PENDING_HEADS", 4096),
             clan_ledger_seconds=_int(env, "CHAT_CLAN_LEDGER_SECONDS", 30 * 24 * 3600),
         )
         settings.check()

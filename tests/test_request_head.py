@@ -209,6 +209,42 @@ async def test_a_websocket_with_a_normal_token_is_accepted(head_server: ServerPr
         assert json.loads(await socket.recv()) == {"event": "ready", "data": True}
 
 
+async def test_a_connection_opening_while_the_pending_heads_are_full_gets_503_and_a_close(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(CHAT_MAX_PENDING_HEADS="3", CHAT_HEAD_TIMEOUT_SECONDS="30")
+    socket = await Client.connect(server, token("pending-heads-player"))  # open sockets are not pending heads
+    stalled = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+    for _, writer in stalled:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: chat\r\n")
+        await writer.drain()
+    await wait_until_refused(server)
+    answer = await attack(server, b"", b"", total=0)
+    message = "Too many connections are opening at once; try again shortly"
+    error = {"reason": "NOT_AVAILABLE", "field": None, "value": None, "message": message, "additional": None}
+    assert status_and_body(answer) == (503, {"errors": [error], "statusCode": 503})
+
+    for _, writer in stalled:
+        await close(writer)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{server.http_url}/healthz")).status_code == 200
+    await socket.send({"event": "globalMessage", "data": {"content": "unaffected"}})
+    assert (await socket.recv())["message"]["content"] == "unaffected"
+
+
+async def wait_until_refused(server: ServerProcess) -> None:
+    """Until a probe is refused: the stalled connections' bytes may still be on their way to the server."""
+    for _ in range(100):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: chat\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(read_to_eof(reader), ANSWER_TIMEOUT)
+        await close(writer)
+        if answer.startswith(b"HTTP/1.1 503"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the pending heads never filled")
+
+
 @pytest.mark.parametrize("raw", ["100", "70000"])
 def test_a_head_limit_outside_1_to_64_kib_refuses_to_start(raw: str) -> None:
     with pytest.raises(SettingsError, match="CHAT_HEAD_MAX_BYTES must be between 1024 and 65536"):
