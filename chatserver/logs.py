@@ -63,20 +63,28 @@ class RedactTokens(logging.Filter):
         return True
 
 
-class DropDenialHandshakeNoise(logging.Filter):
-    """uvicorn's websockets-sansio logs "returned without completing handshake" at ERROR after a
-    denial response (it never marks a denied handshake complete). Every refused token would page
-    an operator, so that one line is dropped; our endpoint always accepts or denies."""
+_UVICORN_NOISE = {
+    # websockets-sansio logs this at ERROR after a denial response (it never marks a denied handshake
+    # complete): every refused token would page an operator. Our endpoint always accepts or denies.
+    "ASGI callable returned without completing handshake.",
+    # httptools logs this at WARNING for every unparsable request, before request_head.py answers it:
+    # one line per garbage connection is a log flood; chat_request_heads_refused_total counts them.
+    "Invalid HTTP request received.",
+}
+
+
+class DropUvicornNoise(logging.Filter):
+    """Drop uvicorn's lines that an anonymous client can make it write at will (each said why above)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "ASGI callable returned without completing handshake."
+        return record.getMessage() not in _UVICORN_NOISE
 
 
 def configure_logging(level: str, replica: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter(replica))
     handler.addFilter(RedactTokens())
-    handler.addFilter(DropDenialHandshakeNoise())
+    handler.addFilter(DropUvicornNoise())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

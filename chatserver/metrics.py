@@ -48,7 +48,7 @@ CATCH_UPS = Counter(
 )
 HEADS_REFUSED = Counter(
     "chat_request_heads_refused_total",
-    "Connections refused before their request head was complete (408 slow, 414/431 long, 503 too many), by status",
+    "Connections refused by the HTTP layer (400 unparsable, 408 slow, 414/431 long, 503 too many), by status",
     ["status"],
     registry=REGISTRY,
 )

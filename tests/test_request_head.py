@@ -107,6 +107,14 @@ async def test_many_small_header_lines_get_431_at_the_header_count(head_server: 
     assert status_and_body(answer) == (431, refused(431, "A request may have at most 100 header fields"))
 
 
+async def test_an_unparsable_request_gets_400_with_the_error_body_and_no_log_line(head_server: ServerProcess) -> None:
+    answer = await attack(head_server, b"NOT HTTP AT ALL\r\n\r\n", b"", total=0)
+    error = {"reason": "VALIDATION", "field": None, "value": None, "message": "The request is not valid HTTP/1.1"}
+    assert status_and_body(answer) == (400, {"errors": [{**error, "additional": None}], "statusCode": 400})
+    await attack(head_server, b"GET /healthz HTTP/1.1\r\n", b"X-A: b\r\n")  # the header count, a parser error too
+    assert "Invalid HTTP request" not in head_server.log()
+
+
 async def test_an_endless_url_gets_414_and_a_close(head_server: ServerProcess) -> None:
     answer = await attack(head_server, b"GET /chat/history?type=global&pad=", b"a" * 1024)
     assert status_and_body(answer) == (414, TOO_LONG_LINE)
