@@ -140,6 +140,20 @@ async def test_a_replica_started_after_the_leave_honours_it_through_redis(
         await assert_outside_the_clan(replica.ws_url, replica.url, old_token, mate)
 
 
+async def test_while_redis_is_down_a_clan_claim_is_trusted_as_written(
+    tmp_path: Path, new_id: Callable[[], str]
+) -> None:
+    player, clan = new_id(), new_id()
+    bearer = token(player, clan_id=clan)
+    with Cluster(1, workdir=tmp_path / "c", env=suite_env()) as cluster:
+        replica = cluster.replicas[0]
+        cluster.stop_redis()
+        response = clan_history(replica.url, bearer)
+        assert (response.status_code, response.json()["data"]["ChatMessage"]) == (200, [])
+        log = replica.log_path.read_text()
+        assert "clan ledger unavailable" in log and player in log
+
+
 LEFT_AT, JOINED_AT = 1000.0, 2000.0
 
 
