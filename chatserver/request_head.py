@@ -160,13 +160,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         body = HttpErrorBody(
             errors=[ErrorDetail(reason=_REASON_BY_STATUS.get(status, ErrorReason.VALIDATION), message=message)],
             statusCode=status,
-        ).model_dump_json()
+        ).model_dump_json().encode()
         head = [STATUS_LINE[status]]
         head.extend(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers)
         head.append(b"content-type: application/json\r\n")
         head.append(b"content-length: %d\r\n" % len(body))
         head.append(b"connection: close\r\n\r\n")
-        self.transport.write(b"".join(head) + body.encode())
+        self.transport.write(b"".join(head) + body)
         if not linger:
             self.transport.close()
             return
