@@ -16,9 +16,10 @@ import httpx
 import pytest
 import websockets
 
+from chatserver.cluster import Cluster
 from chatserver.settings import Settings, SettingsError
 from tests.conftest import ServerFactory
-from tests.harness import Client, ServerProcess, token
+from tests.harness import Client, ServerProcess, suite_env, token
 
 ANSWER_TIMEOUT = 5.0
 LONG_LINE = b"X-Filler: " + b"f" * 500 + b"\r\n"  # 16 of them pass the byte limit before the count limit
@@ -251,6 +252,16 @@ async def wait_until_refused(server: ServerProcess) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the pending heads never filled")
+
+
+async def test_the_proxy_in_front_refuses_a_long_request_line_first(tmp_path: Path) -> None:
+    """Defence in depth: deploy/nginx.conf.template holds the same limits, so nginx answers before a replica."""
+    with Cluster(1, workdir=tmp_path / "c", env=suite_env()) as cluster:
+        reader, writer = await asyncio.open_connection(cluster.host, cluster.port)
+        writer.write(b"GET /healthz?pad=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: chat\r\n\r\n")
+        answer = await asyncio.wait_for(read_to_eof(reader), ANSWER_TIMEOUT)
+        await close(writer)
+        assert answer.startswith(b"HTTP/1.1 414 ") and b"nginx" in answer
 
 
 @pytest.mark.parametrize("raw", ["100", "70000"])
