@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from chatserver.clan_ledger import PlayerChanges
-from chatserver.cluster import Cluster
 from tests.conftest import ServerFactory
 from tests.harness import NOT_MEMBER, Client, ServerProcess, suite_env, token
+from tools.cluster import Cluster
 
 SERVICE_TOKEN = "service-token-for-the-clan-ledger-tests"
 

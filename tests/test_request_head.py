@@ -16,10 +16,10 @@ import httpx
 import pytest
 import websockets
 
-from chatserver.cluster import Cluster
 from chatserver.settings import Settings, SettingsError
 from tests.conftest import ServerFactory
 from tests.harness import Client, ServerProcess, suite_env, token
+from tools.cluster import Cluster
 
 ANSWER_TIMEOUT = 5.0
 LONG_LINE = b"X-Filler: " + b"f" * 500 + b"\r\n"  # 16 of them pass the byte limit before the count limit
