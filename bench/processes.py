@@ -18,12 +18,14 @@ import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from tools.processes import ManagedProcess, free_port, http_ok
+from tools.processes import ManagedProcess, http_ok
 from tools.processes import clean_env as without_chat_settings
+from tools.processes import free_port as free_port  # scenarios pick ports for their baselines with it
 
 SERVER_CPU = 0
 LOAD_CPU = 1
@@ -79,6 +81,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass
+class Server(ManagedProcess):
+    """A server under test: always on a port, and with a pid for the CPU and memory samplers while it runs."""
+
+    port: int = 0
+
+    @property
+    def pid(self) -> int:
+        if self.popen is None or not self.running:
+            raise RuntimeError(f"{self.name} is not running{self._last_line()}")
+        return self.popen.pid
+
+
 def server(
     name: str,
     argv: Sequence[str],
@@ -89,21 +104,19 @@ def server(
     health: str | None = None,
     cpu: int | None = SERVER_CPU,
     cwd: Path = ROOT,
-) -> ManagedProcess:
+) -> Server:
     """A server under test on ``port``, pinned to ``cpu``, its output in a log file of the run's work directory.
 
     It is ready when it listens on ``port`` and, with ``health``, that path answers 200.
     """
     ready = partial(http_ok, f"http://{HOST}:{port}{health}") if health is not None else (lambda: True)
     log_path = workdir / f"{name}-{port}.log"
-    return ManagedProcess(
-        name, [*taskset(cpu), *argv], log_path, ready, port=port, env=env, cwd=cwd, die_with_parent=True
-    )
+    return Server(name, [*taskset(cpu), *argv], log_path, ready, port=port, env=env, cwd=cwd, die_with_parent=True)
 
 
 def chat_server(
     workdir: Path, env: Mapping[str, str] | None = None, cpu: int | None = SERVER_CPU, profile: Path | None = None
-) -> ManagedProcess:
+) -> Server:
     """``chatserver --port P``, embedded unless ``env`` says otherwise, the bench secret set, limits off.
 
     Log level ``warning``: the per-connection ``info`` lines would cost the connection benchmark a
@@ -118,7 +131,7 @@ def chat_server(
     return server("chatserver", argv, port, workdir, env=server_env, health="/healthz", cpu=cpu, cwd=SOURCE)
 
 
-def redis_server(workdir: Path) -> ManagedProcess:
+def redis_server(workdir: Path) -> Server:
     """A throw-away ``redis-server`` on a free port: no persistence, loopback only, on the server core."""
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]

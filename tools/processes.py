@@ -194,8 +194,9 @@ class ManagedProcess:
 
     def serves(self) -> bool:
         """Its readiness check passes, and (with a port) this process is the one listening there."""
-        pid = self.pid
-        if pid is None or (self.port is not None and not listens_on(pid, self.port)):
+        if self.popen is None or not self.running:
+            return False
+        if self.port is not None and not listens_on(self.popen.pid, self.port):
             return False
         return self.ready()
 

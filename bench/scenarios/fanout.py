@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import processes, profiling, report
-from bench.processes import LoadClient
-from tools.processes import ManagedProcess
+from bench.processes import LoadClient, Server
 
 TARGETS = ("ours", "mixed", "ceiling", "starlette")
 LABELS = {
@@ -64,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _server(target: str, workdir: Path, frame_bytes: int, profile: Path | None) -> ManagedProcess:
+def _server(target: str, workdir: Path, frame_bytes: int, profile: Path | None) -> Server:
     if target in ("ours", "mixed"):
         return processes.chat_server(workdir, profile=profile)
     port = processes.free_port()

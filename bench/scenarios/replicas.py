@@ -21,8 +21,7 @@ import time
 from typing import Any
 
 from bench import processes, report
-from bench.processes import LoadClient
-from tools.processes import ManagedProcess
+from bench.processes import LoadClient, Server
 
 CLAN_SIZE = 30
 REPLICAS = 3
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> report.Report:
         flush=True,
     )
     redis = processes.redis_server(workdir)
-    replicas: list[ManagedProcess] = []
+    replicas: list[Server] = []
     load: LoadClient | None = None
     steps: list[dict[str, Any]] = []
     try:
