@@ -70,6 +70,9 @@ _UVICORN_NOISE = {
     # httptools logs this at WARNING for every unparsable request, before request_head.py answers it:
     # one line per garbage connection is a log flood; chat_request_heads_refused_total counts them.
     "Invalid HTTP request received.",
+    # And this for every request asking to upgrade to anything but a WebSocket (curl's h2c, say),
+    # which it then serves as plain HTTP/1.1: nothing for an operator to act on.
+    "Unsupported upgrade request.",
 }
 
 

@@ -116,6 +116,15 @@ async def test_an_unparsable_request_gets_400_with_the_error_body_and_no_log_lin
     assert "Invalid HTTP request" not in head_server.log()
 
 
+async def test_an_upgrade_to_anything_but_a_websocket_is_served_as_http_without_a_log_line(
+    head_server: ServerProcess,
+) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade, close\r\nUpgrade: h2c\r\n\r\n"
+    answer = await attack(head_server, request, b"", total=0)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert "Unsupported upgrade" not in head_server.log()
+
+
 async def test_an_endless_url_gets_414_and_a_close(head_server: ServerProcess) -> None:
     answer = await attack(head_server, b"GET /chat/history?type=global&pad=", b"a" * 1024)
     assert status_and_body(answer) == (414, TOO_LONG_LINE)
