@@ -235,6 +235,15 @@ def test_scripts_cluster_on_a_port_another_server_holds_says_so_in_one_line_and_
     assert sorted(path.name for path in workdir.iterdir()) == [], "nothing was started"
 
 
+def test_scripts_cluster_on_an_address_this_machine_does_not_have_says_so_in_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    argv = ["--host", "203.0.113.7", "--port", str(port), "--workdir", str(tmp_path / "work")]
+    result = subprocess.run([str(CLUSTER), *argv], env=clean_env(), capture_output=True, text=True, timeout=60)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"cluster: nginx cannot listen on 203.0.113.7:{port}: cannot assign requested address\n"
+
+
 def test_scripts_cluster_with_a_redis_url_without_scheme_says_so_in_one_line(tmp_path: Path) -> None:
     argv = ["--redis-url", "localhost:6379", "--workdir", str(tmp_path / "work")]
     result = subprocess.run([str(CLUSTER), *argv], env=clean_env(), capture_output=True, text=True, timeout=60)

@@ -30,6 +30,7 @@ import redis
 from tools.processes import (
     LOCALHOST,
     ManagedProcess,
+    PortUnavailable,
     ProcessError,
     check_can_listen,
     free_port,
@@ -191,8 +192,9 @@ class Cluster:
             raise ClusterError(f"cannot use {self.workdir} as the workdir: {reason}") from None
         try:
             check_can_listen(self.host, self.port)
-        except ProcessError as error:
-            raise ClusterError(f"nginx {error.summary}: is another server running there? Pick another port") from None
+        except PortUnavailable as error:
+            hint = ": is another server running there? Pick another port" if error.in_use else ""
+            raise ClusterError(f"nginx {error.summary}{hint}") from None
         for port in self.ports[1:]:
             check_can_listen(LOCALHOST, port)
         try:

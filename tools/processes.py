@@ -9,6 +9,7 @@ when it has a port, that very process listens on it: an answer from whatever els
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import shutil
 import signal
@@ -56,15 +57,24 @@ def free_port(host: str = LOCALHOST, avoid: Collection[int] = ()) -> int:
             return port
 
 
+class PortUnavailable(ProcessError):
+    """Nothing of ours can listen on this address; ``in_use`` when another process already does."""
+
+    def __init__(self, summary: str, *, in_use: bool) -> None:
+        super().__init__(summary)
+        self.in_use = in_use
+
+
 def check_can_listen(host: str, port: int) -> None:
-    """Raise ``ProcessError`` unless a server could listen on ``host:port`` now (bound as servers bind)."""
+    """Raise ``PortUnavailable`` unless a server could listen on ``host:port`` now (bound as servers bind)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket in TIME_WAIT does not count
         try:
             probe.bind((host, port))
         except OSError as error:
             reason = (error.strerror or str(error)).lower()
-            raise ProcessError(f"cannot listen on {host_port(host, port)}: {reason}") from None
+            in_use = error.errno == errno.EADDRINUSE
+            raise PortUnavailable(f"cannot listen on {host_port(host, port)}: {reason}", in_use=in_use) from None
 
 
 def host_port(host: str, port: int) -> str:
