@@ -82,9 +82,9 @@ class RedisRateLimiter(RateLimiter):
     """Buckets in Redis under ``<prefix>rate:<key>``, each take one atomic script call."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        import redis.asyncio as aioredis
+        from chatserver.redis_client import command_client
 
-        self._client = aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._client = command_client(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._prefix = f"{prefix}rate:"
         self._script = self._client.register_script(_TAKE_SCRIPT)
 

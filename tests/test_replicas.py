@@ -181,9 +181,12 @@ async def test_killing_one_replica_leaves_the_others_serving(tmp_path: Path, new
 
 
 async def test_redis_outage_gives_not_available_and_delivery_resumes_without_restarts(
-    tmp_path: Path, new_id: Callable[[], str]
+    tmp_path: Path, mongo_standin_url: str, new_id: Callable[[], str]
 ) -> None:
-    with Cluster(2, workdir=tmp_path / "c", env=suite_env()) as cluster:
+    """The message stored during the outage reaches both replicas live after it, from their catch-up
+    (on one shared store, as in production), before anything sent later."""
+    store = {"MONGODB_URL": mongo_standin_url, "MONGODB_DB": f"chat_test_{new_id()}", "CHAT_PLAYERS_FROM_DB": "false"}
+    with Cluster(2, workdir=tmp_path / "c", env=suite_env(**store)) as cluster:
         clan = new_id()
         sender = await on(cluster, 0, token(new_id(), clan_id=clan))
         reader = await on(cluster, 1, token(new_id(), clan_id=clan))
@@ -204,6 +207,8 @@ async def test_redis_outage_gives_not_available_and_delivery_resumes_without_res
         for replica in cluster.replicas:
             await wait_ready(replica.url, 200)
         assert [replica.pid for replica in cluster.replicas] == pids, "a replica was restarted"
+        for client in (sender, reader):
+            await assert_next_content(client, "into the void")
         await sender.post("clan", "back again")
         await assert_next_content(reader, "back again")
         history = httpx.get(
@@ -213,3 +218,57 @@ async def test_redis_outage_gives_not_available_and_delivery_resumes_without_res
             timeout=5,
         ).json()
         assert [m["_id"] for m in history["data"]["ChatMessage"]][1] == stored_id
+
+
+async def test_after_a_redis_restart_the_first_message_from_every_replica_reaches_every_replica(
+    tmp_path: Path, new_id: Callable[[], str]
+) -> None:
+    """Pooled connections the old Redis closed must not cost the next publish (or rate-limit check)."""
+    with Cluster(3, workdir=tmp_path / "c", env=suite_env()) as cluster:
+        clan = new_id()
+        clients = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
+
+        async def everyone_gets_one_message_from_each_replica(label: str) -> None:
+            for sender, content in zip(clients, [f"{label} from replica {r}" for r in (0, 1, 2)], strict=True):
+                await sender.send({"event": "clanMessage", "data": {"content": content}})
+                for client in clients:
+                    await assert_next_content(client, content)
+
+        await everyone_gets_one_message_from_each_replica("before")
+        cluster.stop_redis()
+        cluster.start_redis()
+        await every_replica_subscribed_again(cluster, f"chat:room:clan:{clan}")
+        await everyone_gets_one_message_from_each_replica("after")
+
+
+async def every_replica_subscribed_again(cluster: Cluster, channel: str) -> None:
+    """Wait, as seen from Redis, until each replica's subscriber is back on ``channel``.
+
+    Not through ``/readyz``: its ping would take (and so repair) the one stale connection in the pool.
+    """
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+    with redis.Redis.from_url(cluster.redis_url) as admin:
+        while admin.pubsub_numsub(channel) != [(channel.encode(), len(cluster.replicas))]:
+            assert asyncio.get_running_loop().time() < deadline, f"the replicas never subscribed to {channel} again"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_message_redis_refused_reaches_every_replica_live_once_redis_takes_publishes_again(
+    tmp_path: Path, new_id: Callable[[], str]
+) -> None:
+    """Redis out of memory refuses the numbered publish while every subscriber stays connected: no
+    catch-up would ever notice, so the replica publishes the stored message again, and once only."""
+    with Cluster(3, workdir=tmp_path / "c", env=suite_env()) as cluster:
+        clan = new_id()
+        clients = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
+        with redis.Redis.from_url(cluster.redis_url) as admin:
+            admin.config_set("maxmemory", "1")
+            await clients[0].send({"event": "clanMessage", "data": {"content": "refused at first"}})
+            error = (await clients[0].recv())["error"][0]
+            assert error["reason"] == "NOT_AVAILABLE"
+            admin.config_set("maxmemory", "0")
+        for client in clients:
+            await assert_next_content(client, "refused at first")
+        await clients[1].send({"event": "clanMessage", "data": {"content": "and the next one"}})
+        for client in clients:
+            await assert_next_content(client, "and the next one")

@@ -11,7 +11,9 @@ handed to the hub unchanged, so a message is serialised once in the whole cluste
 
 Outages: the listener notices a broken connection, reconnects with capped exponential backoff and
 jitter, and re-subscribes to every room it still needs, without a worker restart. While Redis is
-down ``publish`` raises ``BrokerUnavailable`` and ``ping`` is False, so ``/readyz`` turns 503.
+down ``publish`` raises ``BrokerUnavailable`` and ``ping`` is False, so ``/readyz`` turns 503; the
+refused frame (its message is stored) is published again once Redis takes publishes. Commands are
+retried once on a dropped connection (``redis_client``), so a Redis restart costs no publish.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from typing import Any
 
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -35,6 +37,7 @@ from chatserver.broker.base import (
     RoomFrameHandler,
 )
 from chatserver.protocol import MembershipChange
+from chatserver.redis_client import command_client, subscriber_client
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,9 @@ _SUBSCRIBE_CONFIRM_SECONDS = 3.0
 _POLL_SECONDS = 1.0
 _BACKOFF_FIRST_SECONDS = 0.1
 _BACKOFF_MAX_SECONDS = 5.0
+_REPUBLISH_BACKOFF_MAX_SECONDS = 1.0
+UNPUBLISHED_LIMIT = 1000
+"""Frames kept to publish again after Redis refused them (they are stored); beyond it the oldest go."""
 # KEYS: the room's counter, its channel. ARGV: the message after the seq. Atomic: numbers follow publish order.
 _NUMBERED_PUBLISH = """
 local seq = redis.call('INCR', KEYS[1])
@@ -58,9 +64,12 @@ class RedisBroker(Broker):
         self._room_prefix = f"{prefix}room:"
         self._seq_prefix = f"{prefix}seq:"
         self._membership_channel = f"{prefix}membership"
-        self._client = aioredis.from_url(
-            url, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT_SECONDS, socket_connect_timeout=2.0
-        )
+        timeouts = {"socket_timeout": _SOCKET_TIMEOUT_SECONDS, "socket_connect_timeout": 2.0}
+        self._client = command_client(url, decode_responses=True, **timeouts)
+        self._subscriber = subscriber_client(url, decode_responses=True, **timeouts)
+        self._unpublished: deque[tuple[str, RoomFrame]] = deque()
+        self._unpublished_waiting = asyncio.Event()
+        self._republisher: asyncio.Task[None] | None = None
         self._wanted: set[str] = set()
         self._live: set[str] = set()
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
@@ -87,15 +96,17 @@ class RedisBroker(Broker):
         self._on_resubscribed = on_resubscribed
         self._listener = asyncio.create_task(self._listen_forever(), name="redis-listener")
         self._membership_worker = asyncio.create_task(self._apply_memberships(), name="membership-worker")
+        self._republisher = asyncio.create_task(self._republish_forever(), name="republisher")
 
     async def stop(self) -> None:
-        for task in (self._listener, self._membership_worker):
+        for task in (self._listener, self._membership_worker, self._republisher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._drop_pubsub()
         await self._client.aclose()
+        await self._subscriber.aclose()
 
     async def subscribe(self, room: str) -> None:
         """Subscribe and wait for Redis to confirm, so a socket told ``ready`` misses nothing after it."""
@@ -118,11 +129,45 @@ class RedisBroker(Broker):
         await self._sync_channel(room)
 
     async def publish(self, room: str, frame: RoomFrame) -> None:
-        rest = f"{frame.sent_at:.6f} {frame.message_id} {frame.updated_at}\n{frame.text}"
+        """Publish now; if Redis refuses, raise and keep the frame to publish again once Redis takes it."""
         try:
-            await self._numbered_publish(keys=[self._seq_prefix + room, self._room_prefix + room], args=[rest])
+            await self._publish_numbered(room, frame)
         except (RedisError, OSError) as error:
+            self._keep_unpublished(room, frame)
             raise BrokerUnavailable(f"Redis publish failed: {error}") from error
+
+    async def _publish_numbered(self, room: str, frame: RoomFrame) -> None:
+        rest = f"{frame.sent_at:.6f} {frame.message_id} {frame.updated_at}\n{frame.text}"
+        await self._numbered_publish(keys=[self._seq_prefix + room, self._room_prefix + room], args=[rest])
+
+    def _keep_unpublished(self, room: str, frame: RoomFrame) -> None:
+        if len(self._unpublished) >= UNPUBLISHED_LIMIT:
+            dropped_room, _ = self._unpublished.popleft()
+            log.warning("too many unpublished frames; the oldest is left to catch-up", extra={"room": dropped_room})
+        self._unpublished.append((room, frame))
+        self._unpublished_waiting.set()
+
+    async def _republish_forever(self) -> None:
+        """Publish refused frames again, oldest first: the message is stored, so it must still go out live.
+
+        Receivers skip a version they already delivered, so a frame Redis took after all (a timeout)
+        is not shown twice.
+        """
+        failures = 0
+        while True:
+            await self._unpublished_waiting.wait()
+            while self._unpublished:
+                oldest = self._unpublished[0]
+                try:
+                    await self._publish_numbered(*oldest)
+                except (RedisError, OSError):
+                    await asyncio.sleep(_backoff_seconds(failures, _REPUBLISH_BACKOFF_MAX_SECONDS))
+                    failures += 1
+                    continue
+                failures = 0
+                if self._unpublished and self._unpublished[0] is oldest:
+                    self._unpublished.popleft()
+            self._unpublished_waiting.clear()
 
     async def publish_membership(self, change: MembershipChange) -> None:
         await self._publish(self._membership_channel, change.model_dump_json())
@@ -138,6 +183,7 @@ class RedisBroker(Broker):
     async def close_client(self) -> None:
         """For one-shot publishers (the CLI) that never started a listener."""
         await self._client.aclose()
+        await self._subscriber.aclose()
 
     async def _publish(self, channel: str, text: str) -> None:
         try:
@@ -178,7 +224,7 @@ class RedisBroker(Broker):
             except (RedisError, OSError) as error:
                 self._listening = False
                 await self._drop_pubsub()
-                delay = min(_BACKOFF_MAX_SECONDS, _BACKOFF_FIRST_SECONDS * 2**failures) * random.uniform(0.5, 1.0)
+                delay = _backoff_seconds(failures, _BACKOFF_MAX_SECONDS)
                 failures += 1
                 log.warning("redis subscriber lost (%s); reconnecting in %.2fs", error, delay)
                 await asyncio.sleep(delay)
@@ -186,7 +232,7 @@ class RedisBroker(Broker):
     async def _connect(self) -> None:
         """A fresh subscriber connection with every channel this worker still needs."""
         async with self._commands:
-            pubsub = self._client.pubsub()
+            pubsub = self._subscriber.pubsub()
             channels = [self._membership_channel, *(self._room_prefix + room for room in self._wanted)]
             await pubsub.subscribe(*channels)
             self._pubsub = pubsub
@@ -246,3 +292,8 @@ class RedisBroker(Broker):
         if pubsub is not None:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+
+def _backoff_seconds(failures: int, cap: float) -> float:
+    """Capped exponential backoff with jitter, so replicas do not retry in step."""
+    return min(cap, _BACKOFF_FIRST_SECONDS * 2**failures) * random.uniform(0.5, 1.0)
