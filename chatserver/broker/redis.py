@@ -28,14 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from chatserver.broker.base import (
-    Broker,
-    BrokerUnavailable,
-    MembershipHandler,
-    ResubscribedHandler,
-    RoomFrame,
-    RoomFrameHandler,
-)
+from chatserver.broker.base import Broker, BrokerEventHandler, BrokerUnavailable, RoomFrame
 from chatserver.protocol import MembershipChange
 from chatserver.redis_client import command_client, subscriber_client
 
@@ -78,22 +71,13 @@ class RedisBroker(Broker):
         self._listener: asyncio.Task[None] | None = None
         self._membership_worker: asyncio.Task[None] | None = None
         self._membership_queue: asyncio.Queue[MembershipChange] = asyncio.Queue()
-        self._on_room_frame: RoomFrameHandler | None = None
-        self._on_membership: MembershipHandler | None = None
-        self._on_resubscribed: ResubscribedHandler | None = None
+        self._handler: BrokerEventHandler | None = None
         self._commands = asyncio.Lock()
         self._numbered_publish = self._client.register_script(_NUMBERED_PUBLISH)
 
-    async def start(
-        self,
-        on_room_frame: RoomFrameHandler,
-        on_membership: MembershipHandler,
-        on_resubscribed: ResubscribedHandler | None = None,
-    ) -> None:
+    async def start(self, handler: BrokerEventHandler) -> None:
         """Begin listening; does not wait for Redis, so a replica can start during a Redis outage."""
-        self._on_room_frame = on_room_frame
-        self._on_membership = on_membership
-        self._on_resubscribed = on_resubscribed
+        self._handler = handler
         self._listener = asyncio.create_task(self._listen_forever(), name="redis-listener")
         self._membership_worker = asyncio.create_task(self._apply_memberships(), name="membership-worker")
         self._republisher = asyncio.create_task(self._republish_forever(), name="republisher")
@@ -239,8 +223,8 @@ class RedisBroker(Broker):
             self._live = set(self._wanted)
         self._listening = True
         log.info("redis subscriber connected", extra={"channels": len(channels)})
-        if self._on_resubscribed is not None:
-            self._on_resubscribed()
+        if self._handler is not None:
+            self._handler.handle_resubscribed()
 
     async def _read_messages(self) -> None:
         while True:
@@ -264,11 +248,11 @@ class RedisBroker(Broker):
             return
         elif channel == self._membership_channel:
             self._queue_membership(message["data"])
-        elif channel.startswith(self._room_prefix) and self._on_room_frame is not None:
+        elif channel.startswith(self._room_prefix) and self._handler is not None:
             header, _, text = message["data"].partition("\n")
             seq, sent_at, message_id, updated_at = header.split(" ")
             frame = RoomFrame(text, message_id, updated_at, float(sent_at), int(seq))
-            self._on_room_frame(channel[len(self._room_prefix) :], frame)
+            self._handler.handle_room_frame(channel[len(self._room_prefix) :], frame)
 
     def _queue_membership(self, text: str) -> None:
         try:
@@ -280,10 +264,10 @@ class RedisBroker(Broker):
         """Apply membership changes in order, outside the listener, which must keep reading meanwhile."""
         while True:
             change = await self._membership_queue.get()
-            if self._on_membership is None:
+            if self._handler is None:
                 continue
             try:
-                await self._on_membership(change)
+                await self._handler.handle_membership(change)
             except Exception:
                 log.exception("membership change failed", extra={"player_id": change.player_id})
 
