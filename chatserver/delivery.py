@@ -112,7 +112,10 @@ class Delivery(BrokerEventHandler):
         await self._broker.stop()
 
     async def subscribe(self, room: str) -> None:
-        self._feeds.setdefault(room, _RoomFeed(followed_at=iso_millis(datetime.now(UTC))))
+        # A millisecond back: stamps are cut to milliseconds, and a change stamped in the very
+        # millisecond the room was followed may have been stored after it.
+        followed_at = iso_millis(datetime.now(UTC) - timedelta(milliseconds=1))
+        self._feeds.setdefault(room, _RoomFeed(followed_at=followed_at))
         await self._broker.subscribe(room)
 
     async def unsubscribe(self, room: str) -> None:

@@ -40,6 +40,8 @@ _POLL_SECONDS = 1.0
 _BACKOFF_FIRST_SECONDS = 0.1
 _BACKOFF_MAX_SECONDS = 5.0
 _REPUBLISH_BACKOFF_MAX_SECONDS = 1.0
+MEMBERSHIP_QUEUE_LIMIT = 1000
+"""Membership changes received and not yet applied; when full, the listener waits (see ``_queue_membership``)."""
 UNPUBLISHED_LIMIT = 1000
 """Frames kept to publish again after Redis refused them (they are stored); beyond it the oldest go."""
 # KEYS: the room's counter, its channel. ARGV: the message after the seq. Atomic: numbers follow publish order.
@@ -70,7 +72,7 @@ class RedisBroker(Broker):
         self._listening = False
         self._listener: asyncio.Task[None] | None = None
         self._membership_worker: asyncio.Task[None] | None = None
-        self._membership_queue: asyncio.Queue[MembershipChange] = asyncio.Queue()
+        self._membership_queue: asyncio.Queue[MembershipChange] = asyncio.Queue(MEMBERSHIP_QUEUE_LIMIT)
         self._handler: BrokerEventHandler | None = None
         self._commands = asyncio.Lock()
         self._numbered_publish = self._client.register_script(_NUMBERED_PUBLISH)
@@ -164,6 +166,11 @@ class RedisBroker(Broker):
         except (RedisError, OSError):
             return False
 
+    @property
+    def membership_backlog(self) -> int:
+        """Membership changes received and not yet applied (at most ``MEMBERSHIP_QUEUE_LIMIT``)."""
+        return self._membership_queue.qsize()
+
     async def close_client(self) -> None:
         """For one-shot publishers (the CLI) that never started a listener."""
         await self._client.aclose()
@@ -231,6 +238,9 @@ class RedisBroker(Broker):
             message = await self._pubsub.get_message(timeout=_POLL_SECONDS)
             if message is None:
                 continue
+            if message["type"] == "message" and message["channel"] == self._membership_channel:
+                await self._queue_membership(message["data"])
+                continue
             try:
                 self._dispatch(message)
             except Exception:  # one bad message (a foreign publisher, say) must not end delivery for all
@@ -244,21 +254,27 @@ class RedisBroker(Broker):
             for confirmed in self._confirmations.pop(channel, []):
                 if not confirmed.done():
                     confirmed.set_result(None)
-        elif kind != "message":
-            return
-        elif channel == self._membership_channel:
-            self._queue_membership(message["data"])
-        elif channel.startswith(self._room_prefix) and self._handler is not None:
+        elif kind == "message" and channel.startswith(self._room_prefix) and self._handler is not None:
             header, _, text = message["data"].partition("\n")
             seq, sent_at, message_id, updated_at = header.split(" ")
             frame = RoomFrame(text, message_id, updated_at, float(sent_at), int(seq))
             self._handler.handle_room_frame(channel[len(self._room_prefix) :], frame)
 
-    def _queue_membership(self, text: str) -> None:
+    async def _queue_membership(self, text: str) -> None:
+        """Queue a change for the membership worker; when the queue is full, stop reading until it has room.
+
+        Changes are never dropped (a socket left in a clan it quit would keep reading that clan), and
+        memory stays bounded: while the listener waits, Redis buffers for it, and past its output
+        buffer limit it cuts the subscriber, which reconnects and catches every room up.
+        """
         try:
-            self._membership_queue.put_nowait(MembershipChange.model_validate_json(text))
+            change = MembershipChange.model_validate_json(text)
         except ValidationError as error:
             log.warning("ignoring malformed membership message: %s", error)
+            return
+        if self._membership_queue.full():
+            log.warning("membership changes arrive faster than they are applied; pausing the subscriber")
+        await self._membership_queue.put(change)
 
     async def _apply_memberships(self) -> None:
         """Apply membership changes in order, outside the listener, which must keep reading meanwhile."""
