@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 
 from chatserver.connection import Connection
 from chatserver.players import Player
+from chatserver.protocol.vocabulary import Dialect
 
 SEND_TIMEOUT = 5.0
 
@@ -44,7 +45,9 @@ class Peer:
         return message["text"]
 
 
-async def open_connection(player: Player, queue_frames: int = 8) -> tuple[Connection, Peer]:
+async def open_connection(
+    player: Player, queue_frames: int = 8, dialect: Dialect = Dialect.WIKI
+) -> tuple[Connection, Peer]:
     """A started ``Connection`` on an accepted socket, and the peer that sees what it sends."""
     peer = Peer()
     connected = asyncio.Queue[Message]()
@@ -57,7 +60,7 @@ async def open_connection(player: Player, queue_frames: int = 8) -> tuple[Connec
     websocket = WebSocket(scope, receive, peer.send)
     await websocket.accept()
     assert (await asyncio.wait_for(peer.sent.get(), SEND_TIMEOUT))["type"] == "websocket.accept"
-    connection = Connection(websocket, player, queue_frames)
+    connection = Connection(websocket, player, queue_frames, dialect=dialect)
     connection.start()
     return connection, peer
 

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chatserver.connection import SLOW_CONSUMER, Connection, ConnectionState
+from chatserver.connection import Connection, ConnectionState
+from chatserver.protocol.vocabulary import CloseCode, Dialect
 from tests.unit.sockets import Peer, open_connection, player
 
 QUEUE = 4
@@ -47,7 +48,18 @@ async def test_a_client_that_stops_reading_is_cut_as_a_slow_consumer_once_its_qu
     connection.push("one too many")
     assert connection.state is ConnectionState.CLOSING
     peer.gate.set()
-    assert [await peer.next(), await peer.next()] == ["first", ("close", *SLOW_CONSUMER)]
+    assert [await peer.next(), await peer.next()] == ["first", ("close", *CloseCode.SLOW_CONSUMER.value)]
+
+
+async def test_a_game_socket_whose_queue_is_full_drops_its_oldest_frame_instead() -> None:
+    connection, peer = await open_connection(player("p1"), queue_frames=QUEUE, dialect=Dialect.GAME)
+    await stalled(connection, peer)
+    for n in range(QUEUE + 2):
+        connection.push(f"queued {n}")
+    assert connection.state is ConnectionState.OPEN
+    peer.gate.set()
+    assert [await peer.next() for _ in range(QUEUE + 1)] == ["first", *(f"queued {n}" for n in range(2, QUEUE + 2))]
+    await connection.stop()
 
 
 async def test_held_frames_wait_for_release_and_go_out_after_the_first_frames(opened: tuple[Connection, Peer]) -> None:
@@ -65,7 +77,7 @@ async def test_more_held_frames_than_the_queue_holds_cut_the_socket(opened: tupl
     connection.hold()
     for n in range(QUEUE + 1):
         connection.push(f"live {n}")
-    assert await peer.next() == ("close", *SLOW_CONSUMER)
+    assert await peer.next() == ("close", *CloseCode.SLOW_CONSUMER.value)
     connection.release(["ready"])
     assert peer.sent.empty()
 
@@ -74,7 +86,7 @@ async def test_finish_sends_what_is_queued_then_the_close_frame(opened: tuple[Co
     connection, peer = opened
     await stalled(connection, peer)
     connection.push("second")
-    connection.finish(1012, "service restart")
+    connection.finish(CloseCode.SERVICE_RESTART)
     connection.push("after finish")
     peer.gate.set()
     assert [await peer.next() for _ in range(3)] == ["first", "second", ("close", 1012, "service restart")]
@@ -84,7 +96,7 @@ async def test_cut_drops_what_is_queued_and_closes_at_once(opened: tuple[Connect
     connection, peer = opened
     await stalled(connection, peer)
     connection.push("second")
-    connection.cut(1008, "too many connections for this player")
+    connection.cut(CloseCode.TOO_MANY_SOCKETS)
     peer.gate.set()
-    assert [await peer.next() for _ in range(2)] == ["first", ("close", 1008, "too many connections for this player")]
+    assert [await peer.next() for _ in range(2)] == ["first", ("close", *CloseCode.TOO_MANY_SOCKETS.value)]
     assert connection.close_code == 1008

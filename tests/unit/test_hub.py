@@ -9,7 +9,8 @@ import pytest
 
 from chatserver.broker.base import RoomFrame
 from chatserver.connection import Connection
-from chatserver.hub import TOO_MANY_SOCKETS, Hub
+from chatserver.hub import Hub
+from chatserver.protocol.vocabulary import CloseCode
 from tests.unit.sockets import Peer, open_connection, player
 
 
@@ -35,7 +36,7 @@ def subscriptions() -> SubscriptionLog:
 async def hub(subscriptions: SubscriptionLog) -> AsyncIterator[Hub]:
     hub = Hub(subscriptions, max_sockets_per_player=2)
     yield hub
-    hub.cut_all(1001, "test over")
+    hub.cut_all(CloseCode.SERVICE_RESTART)
 
 
 async def joined(hub: Hub, player_id: str, clan_id: str | None = None) -> tuple[Connection, Peer]:
@@ -72,7 +73,7 @@ async def test_the_first_socket_subscribes_a_room_and_the_last_one_leaving_unsub
 
 async def test_a_player_over_the_socket_limit_loses_the_oldest_socket(hub: Hub) -> None:
     oldest, newer, newest = [await joined(hub, "p1") for _ in range(3)]
-    assert await oldest[1].next() == ("close", *TOO_MANY_SOCKETS)
+    assert await oldest[1].next() == ("close", *CloseCode.TOO_MANY_SOCKETS.value)
     hub.deliver("global", frame("still here"))
     for _, peer in (newer, newest):
         assert await peer.next() == "still here"
