@@ -1,4 +1,4 @@
-"""The broker contract, one suite over every broker: in-process, and Redis (a real ``redis-server``).
+"""The broker contract, one suite over every broker: in-process, one Redis, a Redis Cluster (real servers).
 
 Two workers are two broker instances on one Redis (for the in-process broker, one instance: there is
 only one worker). A test subscribes the receiving worker, publishes from the other, and reads what the
@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from chatserver.broker.base import Broker, BrokerUnavailable, RoomFrame
 from chatserver.broker.memory import MemoryBroker
-from chatserver.broker.redis import MEMBERSHIP_QUEUE_LIMIT, RedisBroker
+from chatserver.broker.redis import MEMBERSHIP_QUEUE_LIMIT, RedisBroker, RedisNames
 from chatserver.protocol import MembershipAction, MembershipChange
 from tests.broker.doubles import Recorder, SeqSkippingBroker
 from tests.broker.servers import RedisServer
+from tools.redis_cluster import LocalRedisCluster
 
 DROPPING = pytest.param(
     "dropping", marks=pytest.mark.xfail(strict=True, reason="the contract catches a broker that drops a number")
@@ -36,7 +38,21 @@ class Workers:
     receiver: Broker
     received: Recorder
     publisher: Broker
-    prefix: str
+    names: RedisNames
+    url: str = ""
+
+    def publish_raw(self, room: str, text: str) -> int:
+        """What a foreign publisher writing straight to a room's channel does; how many subscribers got it."""
+        if self.names.sharded:
+            with RedisCluster.from_url(self.url) as cluster:
+                return int(cluster.spublish(self.names.room_channel(room), text))
+        with redis.Redis.from_url(self.url) as admin:
+            return int(admin.publish(self.names.room_channel(room), text))
+
+    def publish_membership_raw(self, text: str) -> int:
+        """The game backend's way: plain ``PUBLISH`` on the membership channel, to any node."""
+        with redis.Redis.from_url(self.url) as admin:
+            return int(admin.publish(self.names.membership, text))
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +62,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    with LocalRedisCluster(3, workdir=tmp_path_factory.mktemp("broker-redis-cluster")) as cluster:
+        yield cluster
+
+
 async def started(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Workers]:
     received = Recorder()
-    if kind == "redis":
-        url = request.getfixturevalue("redis_server").url
-        prefix = f"test{secrets.token_hex(4)}:"  # fresh channels and counters for every test
-        receiver: Broker = RedisBroker(url, prefix)
-        publisher: Broker = RedisBroker(url, prefix)
+    url = ""
+    if kind in ("redis", "cluster"):
+        url = request.getfixturevalue("redis_server" if kind == "redis" else "redis_cluster").url
+        names = RedisNames(f"test{secrets.token_hex(4)}:", sharded=kind == "cluster")  # fresh for every test
+        receiver: Broker = RedisBroker(url, names.prefix)
+        publisher: Broker = RedisBroker(url, names.prefix)
         await publisher.start(Recorder())
     else:
-        prefix = ""
+        names = RedisNames("", sharded=False)
         receiver = publisher = SeqSkippingBroker(every=3) if kind == "dropping" else MemoryBroker()
     await receiver.start(received)
     await listening(receiver)
+    if isinstance(receiver, RedisBroker):
+        assert receiver.sharded is names.sharded, "the broker did not tell a cluster from one Redis"
     try:
-        yield Workers(receiver, received, publisher, prefix)
+        yield Workers(receiver, received, publisher, names, url)
     finally:
         await receiver.stop()
         if publisher is not receiver:
@@ -76,15 +101,15 @@ async def listening(broker: Broker) -> None:
     raise AssertionError("the broker never became ready")
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def workers(request: pytest.FixtureRequest) -> AsyncIterator[Workers]:
     async for running in started(request.param, request):
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(params=["redis", "cluster"])
 async def redis_workers(request: pytest.FixtureRequest) -> AsyncIterator[Workers]:
-    async for running in started("redis", request):
+    async for running in started(request.param, request):
         yield running
 
 
@@ -108,7 +133,7 @@ async def test_a_frame_published_once_subscribe_returns_arrives_as_it_was_sent(w
     assert (room, got) == ("global", RoomFrame('{"n": 1}', "m1", frame(1).updated_at, 1.5, seq=1))
 
 
-@pytest.mark.parametrize("workers", ["memory", "redis", DROPPING], indirect=True)
+@pytest.mark.parametrize("workers", ["memory", "redis", "cluster", DROPPING], indirect=True)
 async def test_a_rooms_frames_arrive_in_order_numbered_without_holes(workers: Workers) -> None:
     await workers.receiver.subscribe("clan:a")
     for n in range(30):
@@ -153,16 +178,15 @@ async def test_membership_changes_arrive_in_publish_order(workers: Workers) -> N
 
 
 async def test_membership_changes_past_the_queue_bound_wait_in_redis_and_all_arrive_in_order(
-    redis_workers: Workers, redis_server: RedisServer
+    redis_workers: Workers,
 ) -> None:
     """A worker applying changes slowly: its queue stops at the bound, and nothing is dropped."""
     receiver = redis_workers.receiver
     assert isinstance(receiver, RedisBroker)
     redis_workers.received.membership_gate.clear()
     changes = [change(f"p{n}") for n in range(MEMBERSHIP_QUEUE_LIMIT + 50)]
-    with redis.Redis.from_url(redis_server.url) as admin:
-        for each in changes:
-            admin.publish(f"{redis_workers.prefix}membership", each.model_dump_json())
+    for each in changes:
+        redis_workers.publish_membership_raw(each.model_dump_json())
     for _ in range(200):
         if receiver.membership_backlog == MEMBERSHIP_QUEUE_LIMIT:
             break
@@ -173,15 +197,12 @@ async def test_membership_changes_past_the_queue_bound_wait_in_redis_and_all_arr
     assert receiver.membership_backlog == 0
 
 
-async def test_foreign_messages_that_are_not_ours_are_ignored_and_delivery_goes_on(
-    redis_workers: Workers, redis_server: RedisServer
-) -> None:
+async def test_foreign_messages_that_are_not_ours_are_ignored_and_delivery_goes_on(redis_workers: Workers) -> None:
     await redis_workers.receiver.subscribe("global")
-    with redis.Redis.from_url(redis_server.url) as admin:
-        for garbage in ("not a chat frame", "1 x y\n{}", ""):
-            assert admin.publish(f"{redis_workers.prefix}room:global", garbage) == 1
-        for garbage in ("{", '{"player_id": "p", "action": "dance", "clan_id": "c"}'):
-            assert admin.publish(f"{redis_workers.prefix}membership", garbage) == 2  # both workers
+    for garbage in ("not a chat frame", "1 x y\n{}", ""):
+        assert redis_workers.publish_raw("global", garbage) == 1
+    for garbage in ("{", '{"player_id": "p", "action": "dance", "clan_id": "c"}'):
+        redis_workers.publish_membership_raw(garbage)
     await redis_workers.publisher.publish("global", frame(1))
     await redis_workers.publisher.publish_membership(change("p1"))
     assert (await redis_workers.received.next_frame())[1].message_id == "m1"
@@ -229,3 +250,35 @@ async def test_after_a_redis_restart_the_worker_resubscribes_and_no_publish_is_l
         await receiver.stop()
         await publisher.stop()
         server.stop()
+
+
+async def test_after_a_cluster_failover_the_worker_resubscribes_on_the_new_master(tmp_path: Path) -> None:
+    """The master of a room's slot dies and its replica takes over: subscriptions and publishes follow."""
+    with LocalRedisCluster(3, replicas=1, workdir=tmp_path) as cluster:
+        names = RedisNames("chat:", sharded=True)
+        received = Recorder()
+        receiver, publisher = RedisBroker(cluster.url, "chat:"), RedisBroker(cluster.url, "chat:")
+        await receiver.start(received)
+        await publisher.start(Recorder())
+        try:
+            await listening(receiver)
+            rooms = ["global", *(f"clan:{n}" for n in range(6))]
+            for room in rooms:
+                await receiver.subscribe(room)
+            await publisher.publish("global", frame(1))
+            assert (await received.next_frame())[1].message_id == "m1"
+            resubscribed = received.resubscribed
+            doomed = cluster.master_of(names.room_channel("global"))
+            await asyncio.to_thread(cluster.kill_master_of, names.room_channel("global"))
+            await received.resubscribed_at_least(resubscribed + 1)
+            await listening(publisher)
+            for n, room in enumerate(rooms, start=2):
+                await publisher.publish(room, frame(n))
+            got = [await received.next_frame() for _ in rooms]
+            assert sorted((room, f.message_id) for room, f in got) == sorted(
+                (room, f"m{n}") for n, room in enumerate(rooms, start=2)
+            )
+            assert cluster.master_of(names.room_channel("global")).port != doomed.port
+        finally:
+            await receiver.stop()
+            await publisher.stop()

@@ -1,0 +1,235 @@
+"""A local Redis Cluster for development, tests and benchmarks: ``redis-server --cluster-enabled yes`` nodes
+joined by ``redis-cli --cluster create``, every file in one work directory, torn down on ``stop``.
+
+``LocalRedisCluster(3)`` is three masters; ``replicas=1`` adds one replica to each, which the
+failover tests promote by killing its master. ``url`` names the first master: the chat server given
+it finds the rest of the cluster itself. Debian's ``redis-server`` package has both programs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import redis
+from redis.cluster import RedisCluster
+
+LOCALHOST = "127.0.0.1"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+NODE_TIMEOUT_MS = 1000
+"""How long a master may be unreachable before its replica takes over: short, so failover tests are quick."""
+
+
+class RedisClusterError(RuntimeError):
+    """A node could not start, or the cluster did not form; the message says which and where its log is."""
+
+
+def _free_port(avoid: Collection[int]) -> int:
+    """A free port whose cluster-bus port (port + 10000) is free too and still a valid port."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind((LOCALHOST, 0))
+            port = int(probe.getsockname()[1])
+        if port in avoid or port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind((LOCALHOST, port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def _program(name: str) -> str:
+    found = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin:/usr/sbin")
+    if found is None:
+        raise RedisClusterError(f"{name} not found: install it (Debian: apt-get install redis-server)")
+    return found
+
+
+@dataclass
+class RedisNode:
+    """One ``redis-server`` of the cluster, on ``port`` (its cluster bus on ``port + 10000``)."""
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"redis-{self.port}.log"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=LOCALHOST, port=self.port, socket_timeout=2, socket_connect_timeout=2)
+
+    def start(self) -> None:
+        argv = [_program("redis-server"), "--port", str(self.port), "--bind", LOCALHOST]
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
+        argv += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-replica-validity-factor", "0"]
+        argv += ["--save", "", "--appendonly", "no"]
+        argv += ["--dir", str(self.workdir)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        _wait(self._answers, f"redis node {self.address} (log {self.log_path})", self)
+
+    def role(self) -> str:
+        """``master`` or ``slave``, as the node itself says."""
+        with self.client() as client:
+            return str(client.info("replication")["role"])
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a lost machine: the cluster must notice and promote a replica."""
+        if self.process is not None and self.running:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or not self.running:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def _answers(self) -> bool:
+        try:
+            with self.client() as client:
+                return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+
+class LocalRedisCluster:
+    """``masters`` masters with ``replicas`` replicas each on free ports; ``start()`` or ``with``."""
+
+    def __init__(self, masters: int = 3, *, replicas: int = 0, workdir: Path | str | None = None) -> None:
+        if masters < 3:
+            raise RedisClusterError("a Redis Cluster needs at least 3 masters")
+        if replicas < 0:
+            raise RedisClusterError("replicas per master cannot be negative")
+        self.masters, self.replicas = masters, replicas
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="chatserver-redis-cluster-")).resolve()
+        taken: set[int] = set()
+        self.nodes: list[RedisNode] = []
+        for _ in range(masters * (1 + replicas)):
+            port = _free_port(taken)
+            taken.update((port, port + 10000))
+            self.nodes.append(RedisNode(port, self.workdir))
+
+    @property
+    def url(self) -> str:
+        """The first node's URL: enough for a cluster client to find every node."""
+        return f"redis://{self.nodes[0].address}/0"
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def start(self) -> LocalRedisCluster:
+        """Start every node, join them (masters first), and wait until every slot is served."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            for node in self.nodes:
+                node.start()
+            argv = [_program("redis-cli"), "--cluster", "create", *(node.address for node in self.nodes)]
+            argv += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+            created = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            if created.returncode != 0:
+                raise RedisClusterError(f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}")
+            _wait(self.healthy, "the Redis Cluster to serve every slot")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every node; idempotent. The work directory (logs, node configs) is kept."""
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> LocalRedisCluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def client(self) -> RedisCluster:
+        """A cluster client for tests and tools (admin commands, sharded publishes)."""
+        return RedisCluster(host=LOCALHOST, port=self.running_nodes()[0].port, socket_timeout=2)
+
+    def running_nodes(self) -> list[RedisNode]:
+        return [node for node in self.nodes if node.running]
+
+    def healthy(self) -> bool:
+        """Every running node sees the cluster as ``ok`` with all 16384 slots assigned to live masters."""
+        for node in self.running_nodes():
+            try:
+                with node.client() as client:
+                    info = client.cluster("info")
+            except (redis.RedisError, OSError):
+                return False
+            if info.get("cluster_state") != "ok" or int(info.get("cluster_slots_ok", 0)) != 16384:
+                return False
+        return True
+
+    def master_of(self, key: str) -> RedisNode:
+        """The node serving ``key``'s slot now."""
+        with self.client() as client:
+            node = client.get_node_from_key(key)
+        return next(n for n in self.nodes if n.port == int(node.port))
+
+    def kill_master_of(self, key: str) -> RedisNode:
+        """Kill the master serving ``key`` and wait until one of its replicas serves the slot instead."""
+        if not self.replicas:
+            raise RedisClusterError("a failover needs replicas: start the cluster with replicas=1")
+        doomed = self.master_of(key)
+        doomed.kill()
+        _wait(lambda: self.healthy() and self._served_by_another(key, doomed), f"a replica to take over from {doomed}")
+        return doomed
+
+    def describe(self) -> list[str]:
+        """One line per node, as a command line tool prints them."""
+        return [
+            f"redis      redis://{node.address}/0  {node.role() if node.running else 'stopped'}  log {node.log_path}"
+            for node in self.nodes
+        ]
+
+    def _served_by_another(self, key: str, old: RedisNode) -> bool:
+        try:
+            return self.master_of(key).port != old.port
+        except (redis.RedisError, OSError):
+            return False
+
+
+def _wait(check: object, what: str, node: RedisNode | None = None) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not check():
+        if node is not None and not node.running:
+            raise RedisClusterError(f"{what} exited with status {node.process and node.process.returncode}")
+        if time.monotonic() > deadline:
+            raise RedisClusterError(f"timed out after {READY_TIMEOUT:g}s waiting for {what}")
+        time.sleep(0.05)
