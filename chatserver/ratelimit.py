@@ -16,9 +16,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from chatserver.redis_client import CommandClient, cluster_client, command_client, is_cluster
+from chatserver.redis_client import REDIS_FAILURES, CommandClient, cluster_client, command_client, is_cluster
 from chatserver.settings import Rate
 
 log = logging.getLogger(__name__)
@@ -95,7 +93,7 @@ class RedisRateLimiter(RateLimiter):
         try:
             script = await self._connected()
             wait_ms = await script(keys=[self._prefix + key], args=[rate.per_second, rate.burst])
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             log.warning("rate limiter unavailable, letting the request through: %s", error)
             return 0
         return int(wait_ms)

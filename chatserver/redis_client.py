@@ -21,9 +21,11 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import ConnectionError
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError
 
 CommandClient = aioredis.Redis | RedisCluster
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
+"""What a Redis call raises when Redis (or a cluster's slot map) cannot serve it right now."""
 
 
 async def is_cluster(url: str, **options: Any) -> bool:

@@ -1,6 +1,9 @@
-"""Many replicas on one Redis: every client sees every message of its rooms, whichever replica it is on.
+"""Many replicas on one Redis, or on a Redis Cluster: every client sees every message of its rooms,
+whichever replica it is on.
 
-Clients connect to replicas directly (not through nginx) so each test knows where every socket is.
+The shared suite runs twice, on one ``redis-server`` and on a local three-master Redis Cluster
+(``tools/redis_cluster.py``); outages of the one Redis run on it alone. Clients connect to replicas
+directly (not through nginx) so each test knows where every socket is.
 """
 
 from __future__ import annotations
@@ -15,19 +18,51 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
+from chatserver.broker.redis import RedisNames
 from tests.harness import ROOT, Client, post_membership, suite_env, token
 from tools.cluster import Cluster
+from tools.redis_cluster import LocalRedisCluster
 
 SERVICE_TOKEN = "replica-suite-service-token"
 READY_TIMEOUT = 30.0
 
 
+TOPOLOGIES = ["one-redis", "redis-cluster"]
+
+
+@pytest.fixture(scope="module", params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Cluster]:
+    """Three replicas, on their own ``redis-server`` or on a three-master Redis Cluster."""
     env = suite_env(CHAT_INTERNAL_TOKEN=SERVICE_TOKEN)
-    with Cluster(3, workdir=tmp_path_factory.mktemp("replicas"), env=env) as running:
-        yield running
+    workdir = tmp_path_factory.mktemp("replicas")
+    if topology == "one-redis":
+        with Cluster(3, workdir=workdir, env=env) as running:
+            yield running
+        return
+    with LocalRedisCluster(3, workdir=workdir / "redis-cluster") as redis_cluster:
+        with Cluster(3, workdir=workdir, env=env, redis_url=redis_cluster.url) as running:
+            yield running
+
+
+def names_for(topology: str) -> RedisNames:
+    return RedisNames("chat:", sharded=topology == "redis-cluster")
+
+
+def publish_to_room_channel(cluster: Cluster, topology: str, room: str, text: str) -> int:
+    """What a foreign publisher writing straight to a room's channel does; how many replicas got it."""
+    channel = names_for(topology).room_channel(room)
+    if topology == "redis-cluster":
+        with RedisCluster.from_url(cluster.redis_url) as client:
+            return int(client.spublish(channel, text))
+    with redis.Redis.from_url(cluster.redis_url) as client:
+        return int(client.publish(channel, text))
 
 
 async def on(cluster: Cluster, replica: int, bearer: str) -> Client:
@@ -95,13 +130,38 @@ async def test_clan_messages_never_cross_to_another_clan_on_another_replica(
         await assert_next_content(client, "sentinel")
 
 
+def clans_on_every_shard(cluster: Cluster, topology: str, new_id: Callable[[], str]) -> list[str]:
+    """One clan id per master serving room channels (one for a single Redis)."""
+    if topology == "one-redis":
+        return [new_id()]
+    names, by_master = names_for(topology), {}
+    with RedisCluster.from_url(cluster.redis_url) as client:
+        masters = {node.name for node in client.get_primaries()}
+        while len(by_master) < len(masters):
+            clan = new_id()
+            node = client.get_node_from_key(names.room_channel(f"clan:{clan}"))
+            by_master.setdefault(node.name, clan)
+    return list(by_master.values())
+
+
+async def test_clans_on_every_shard_reach_their_members_on_every_replica(
+    cluster: Cluster, topology: str, new_id: Callable[[], str]
+) -> None:
+    for clan in clans_on_every_shard(cluster, topology, new_id):
+        members = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
+        for sender in members:
+            content = f"to {clan} from replica {members.index(sender)}"
+            await sender.send({"event": "clanMessage", "data": {"content": content}})
+            for member in members:
+                await assert_next_content(member, content)
+
+
 async def test_a_malformed_publish_on_a_room_channel_does_not_stop_delivery(
-    cluster: Cluster, new_id: Callable[[], str]
+    cluster: Cluster, topology: str, new_id: Callable[[], str]
 ) -> None:
     """A foreign publisher writing garbage to a room channel: logged and dropped, delivery goes on."""
     clients = [await on(cluster, r, token(new_id())) for r in (0, 1, 2)]
-    with redis.Redis.from_url(cluster.redis_url) as client:
-        assert client.publish("chat:room:global", "not a chat frame") == 3
+    assert publish_to_room_channel(cluster, topology, "global", "not a chat frame") == 3
     await clients[0].send({"event": "globalMessage", "data": {"content": "after the garbage"}})
     for receiver in clients:
         await assert_next_content(receiver, "after the garbage")

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError, RedisError
+from redis.exceptions import ConnectionError
 
 from chatserver.broker.base import Broker, BrokerEventHandler, BrokerUnavailable, RoomFrame
 from chatserver.broker.redis_subscriber import PlainSubscriber, ShardedSubscriber, Subscriber
 from chatserver.protocol import MembershipChange
 from chatserver.redis_client import (
+    REDIS_FAILURES,
     CommandClient,
     cluster_client,
     command_client,
@@ -175,7 +176,7 @@ class RedisBroker(Broker):
         """Publish now; if Redis refuses, raise and keep the frame to publish again once Redis takes it."""
         try:
             await self._publish_numbered(room, frame)
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             self._keep_unpublished(room, frame)
             raise BrokerUnavailable(f"Redis publish failed: {error}") from error
 
@@ -205,7 +206,7 @@ class RedisBroker(Broker):
                 oldest = self._unpublished[0]
                 try:
                     await self._publish_numbered(*oldest)
-                except (RedisError, OSError):
+                except REDIS_FAILURES:
                     await asyncio.sleep(_backoff_seconds(failures, _REPUBLISH_BACKOFF_MAX_SECONDS))
                     failures += 1
                     continue
@@ -218,7 +219,7 @@ class RedisBroker(Broker):
         try:
             redis = await self._connections()
             await redis.commands.publish(redis.names.membership, change.model_dump_json())
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             raise BrokerUnavailable(f"Redis publish failed: {error}") from error
 
     async def ping(self) -> bool:
@@ -226,7 +227,7 @@ class RedisBroker(Broker):
             return False
         try:
             return bool(await (await self._connections()).commands.ping())
-        except (RedisError, OSError):
+        except REDIS_FAILURES:
             return False
 
     @property
@@ -267,7 +268,7 @@ class RedisBroker(Broker):
                 elif room not in self._wanted and room in self._live:
                     await redis.subscriber.remove(channel)
                     self._live.discard(room)
-            except (RedisError, OSError):
+            except REDIS_FAILURES:
                 log.warning("subscription change failed; the listener reconnects", extra={"room": room})
                 self._resubscribe = True
 
@@ -280,13 +281,16 @@ class RedisBroker(Broker):
                 await self._read_messages()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as error:
+            except Exception as error:  # whatever broke, the listener must come back: it is all delivery
                 self._listening = False
                 if self._redis is not None:
                     await self._redis.subscriber.close()
                 delay = _backoff_seconds(failures, _BACKOFF_MAX_SECONDS)
                 failures += 1
-                log.warning("redis subscriber lost (%s); reconnecting in %.2fs", error, delay)
+                if isinstance(error, REDIS_FAILURES):
+                    log.warning("redis subscriber lost (%s); reconnecting in %.2fs", error, delay)
+                else:
+                    log.exception("redis subscriber failed; reconnecting in %.2fs", delay)
                 await asyncio.sleep(delay)
 
     async def _connect(self) -> None:
