@@ -4,15 +4,19 @@ joined by ``redis-cli --cluster create``, every file in one work directory, torn
 ``LocalRedisCluster(3)`` is three masters; ``replicas=1`` adds one replica to each, which the
 failover tests promote by killing its master. ``url`` names the first master: the chat server given
 it finds the rest of the cluster itself. Debian's ``redis-server`` package has both programs.
+On its own: ``python -m tools.redis_cluster --masters 3 --replicas 1`` runs one until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -233,3 +237,28 @@ def _wait(check: object, what: str, node: RedisNode | None = None) -> None:
         if time.monotonic() > deadline:
             raise RedisClusterError(f"timed out after {READY_TIMEOUT:g}s waiting for {what}")
         time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start a cluster, print its URL and nodes, wait for SIGINT or SIGTERM, stop it."""
+    parser = argparse.ArgumentParser(prog="python -m tools.redis_cluster", description=__doc__.splitlines()[0])
+    parser.add_argument("--masters", type=int, default=3, help="number of masters (at least 3; default 3)")
+    parser.add_argument("--replicas", type=int, default=0, help="replicas per master (default 0)")
+    parser.add_argument("--workdir", type=Path, help="directory for node configs and logs (default: a new one)")
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        with LocalRedisCluster(args.masters, replicas=args.replicas, workdir=args.workdir) as cluster:
+            print(f"redis cluster: REDIS_URL={cluster.url}  workdir {cluster.workdir}")
+            for line in cluster.describe():
+                print(f"  {line}")
+            print("Press Ctrl-C (or send SIGTERM) to stop.", flush=True)
+            stopping.wait()
+    except RedisClusterError as error:
+        sys.exit(f"redis cluster: {error}")
+
+
+if __name__ == "__main__":
+    main()
