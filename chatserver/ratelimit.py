@@ -16,7 +16,14 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any
 
-from chatserver.redis_client import REDIS_FAILURES, CommandClient, cluster_client, command_client, is_cluster
+from chatserver.redis_client import (
+    COMMANDS_AT_ONCE,
+    REDIS_FAILURES,
+    CommandClient,
+    cluster_client,
+    command_client,
+    is_cluster,
+)
 from chatserver.settings import Rate
 
 log = logging.getLogger(__name__)
@@ -88,13 +95,18 @@ class RedisRateLimiter(RateLimiter):
         self._client: CommandClient | None = None
         self._script: Any = None
         self._connecting = asyncio.Lock()
+        self._in_flight = asyncio.Semaphore(COMMANDS_AT_ONCE)
 
     async def take(self, key: str, rate: Rate) -> int:
         try:
-            script = await self._connected()
-            wait_ms = await script(keys=[self._prefix + key], args=[rate.per_second, rate.burst])
+            async with self._in_flight:
+                script = await self._connected()
+                wait_ms = await script(keys=[self._prefix + key], args=[rate.per_second, rate.burst])
         except REDIS_FAILURES as error:
             log.warning("rate limiter unavailable, letting the request through: %s", error)
+            return 0
+        except Exception:  # a fault inside the Redis client: the limiter must not turn it into an outage
+            log.exception("rate limiter failed, letting the request through")
             return 0
         return int(wait_ms)
 

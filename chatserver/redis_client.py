@@ -26,6 +26,9 @@ from redis.exceptions import ConnectionError, RedisClusterException, RedisError
 CommandClient = aioredis.Redis | RedisCluster
 REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 """What a Redis call raises when Redis (or a cluster's slot map) cannot serve it right now."""
+COMMANDS_AT_ONCE = 64
+"""Commands one client has in flight: bounds its connections per Redis node under a burst (hundreds of
+sockets connecting at once each charge the rate limiter), which otherwise opens one connection each."""
 
 
 async def is_cluster(url: str, **options: Any) -> bool:

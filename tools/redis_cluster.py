@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +66,7 @@ class RedisNode:
 
     port: int
     workdir: Path
+    wrapper: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,11 +81,15 @@ class RedisNode:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None and self.running else None
+
     def client(self) -> redis.Redis:
         return redis.Redis(host=LOCALHOST, port=self.port, socket_timeout=2, socket_connect_timeout=2)
 
     def start(self) -> None:
-        argv = [_program("redis-server"), "--port", str(self.port), "--bind", LOCALHOST]
+        argv = [*self.wrapper, _program("redis-server"), "--port", str(self.port), "--bind", LOCALHOST]
         argv += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
         argv += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-replica-validity-factor", "0"]
         argv += ["--save", "", "--appendonly", "no"]
@@ -127,7 +132,15 @@ class RedisNode:
 class LocalRedisCluster:
     """``masters`` masters with ``replicas`` replicas each on free ports; ``start()`` or ``with``."""
 
-    def __init__(self, masters: int = 3, *, replicas: int = 0, workdir: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        masters: int = 3,
+        *,
+        replicas: int = 0,
+        workdir: Path | str | None = None,
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        """``wrapper`` goes before each ``redis-server`` command line (``taskset -c 0`` in the benchmarks)."""
         if masters < 3:
             raise RedisClusterError("a Redis Cluster needs at least 3 masters")
         if replicas < 0:
@@ -139,7 +152,7 @@ class LocalRedisCluster:
         for _ in range(masters * (1 + replicas)):
             port = _free_port(taken)
             taken.update((port, port + 10000))
-            self.nodes.append(RedisNode(port, self.workdir))
+            self.nodes.append(RedisNode(port, self.workdir, tuple(wrapper)))
 
     @property
     def url(self) -> str:

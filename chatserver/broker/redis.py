@@ -33,6 +33,7 @@ from chatserver.broker.base import Broker, BrokerEventHandler, BrokerUnavailable
 from chatserver.broker.redis_subscriber import PlainSubscriber, ShardedSubscriber, Subscriber
 from chatserver.protocol import MembershipChange
 from chatserver.redis_client import (
+    COMMANDS_AT_ONCE,
     REDIS_FAILURES,
     CommandClient,
     cluster_client,
@@ -132,6 +133,7 @@ class RedisBroker(Broker):
         self._membership_queue: asyncio.Queue[MembershipChange] = asyncio.Queue(MEMBERSHIP_QUEUE_LIMIT)
         self._handler: BrokerEventHandler | None = None
         self._commands = asyncio.Lock()
+        self._in_flight = asyncio.Semaphore(COMMANDS_AT_ONCE)
 
     @property
     def sharded(self) -> bool | None:
@@ -176,15 +178,16 @@ class RedisBroker(Broker):
         """Publish now; if Redis refuses, raise and keep the frame to publish again once Redis takes it."""
         try:
             await self._publish_numbered(room, frame)
-        except REDIS_FAILURES as error:
+        except Exception as error:  # Redis refused, or its client failed inside: either way, try again later
             self._keep_unpublished(room, frame)
-            raise BrokerUnavailable(f"Redis publish failed: {error}") from error
+            raise BrokerUnavailable(f"Redis publish failed: {error!r}") from error
 
     async def _publish_numbered(self, room: str, frame: RoomFrame) -> None:
         redis = await self._connections()
         rest = f"{frame.sent_at:.6f} {frame.message_id} {frame.updated_at}\n{frame.text}"
         keys = [redis.names.seq_key(room), redis.names.room_channel(room)]
-        await redis.numbered_publish(keys=keys, args=[rest])
+        async with self._in_flight:
+            await redis.numbered_publish(keys=keys, args=[rest])
 
     def _keep_unpublished(self, room: str, frame: RoomFrame) -> None:
         if len(self._unpublished) >= UNPUBLISHED_LIMIT:
@@ -206,7 +209,7 @@ class RedisBroker(Broker):
                 oldest = self._unpublished[0]
                 try:
                     await self._publish_numbered(*oldest)
-                except REDIS_FAILURES:
+                except Exception:
                     await asyncio.sleep(_backoff_seconds(failures, _REPUBLISH_BACKOFF_MAX_SECONDS))
                     failures += 1
                     continue
