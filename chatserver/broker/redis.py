@@ -386,4 +386,4 @@ def _connections_for(url: str, names: RedisNames) -> _Connections:
 
 def _backoff_seconds(failures: int, cap: float) -> float:
     """Capped exponential backoff with jitter, so replicas do not retry in step."""
-    return min(cap, _BACKOFF_FIRST_SECONDS * 2**failures) * random.uniform(0.5, 1.0)
+    return min(cap, _BACKOFF_FIRST_SECONDS * 2.0**failures) * random.uniform(0.5, 1.0)
