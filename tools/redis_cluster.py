@@ -105,6 +105,10 @@ class RedisNode:
         with self.client() as client:
             return str(client.info("replication")["role"])
 
+    def node_id(self) -> str:
+        with self.client() as client:
+            return str(client.execute_command("CLUSTER", "MYID").decode())
+
     def kill(self) -> None:
         """SIGKILL, as a crash or a lost machine: the cluster must notice and promote a replica."""
         if self.process is not None and self.running:
@@ -226,6 +230,25 @@ class LocalRedisCluster:
         doomed.kill()
         _wait(lambda: self.healthy() and self._served_by_another(key, doomed), f"a replica to take over from {doomed}")
         return doomed
+
+    def move_slot_of(self, key: str) -> RedisNode:
+        """Move ``key``'s slot, with its keys, to another master, as a resharding does; returns the new owner."""
+        with self.client() as cluster:
+            slot = int(cluster.keyslot(key))
+        source = self.master_of(key)
+        target = next(node for node in self.running_nodes() if node.port != source.port and node.role() == "master")
+        ids = {node.port: node.node_id() for node in (source, target)}
+        with source.client() as old, target.client() as new:
+            new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+            old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+            while keys := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                old.execute_command("MIGRATE", LOCALHOST, target.port, "", 0, 5000, "KEYS", *keys)
+        for node in self.running_nodes():
+            if node.role() == "master":
+                with node.client() as client:
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target.port])
+        _wait(lambda: self.healthy() and self.master_of(key).port == target.port, f"slot {slot} to move")
+        return target
 
     def describe(self) -> list[str]:
         """One line per node, as a command line tool prints them."""

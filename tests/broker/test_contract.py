@@ -282,3 +282,29 @@ async def test_after_a_cluster_failover_the_worker_resubscribes_on_the_new_maste
         finally:
             await receiver.stop()
             await publisher.stop()
+
+
+async def test_after_a_rooms_slot_moves_to_another_master_the_worker_follows_it(
+    redis_cluster: LocalRedisCluster,
+) -> None:
+    """A resharding: Redis unsubscribes the room's channel; the worker resubscribes on the new owner."""
+    names = RedisNames(f"test{secrets.token_hex(4)}:", sharded=True)
+    received = Recorder()
+    receiver, publisher = RedisBroker(redis_cluster.url, names.prefix), RedisBroker(redis_cluster.url, names.prefix)
+    await receiver.start(received)
+    await publisher.start(Recorder())
+    try:
+        await listening(receiver)
+        await receiver.subscribe("clan:moving")
+        await publisher.publish("clan:moving", frame(1))
+        assert (await received.next_frame())[1].seq == 1
+        resubscribed = received.resubscribed
+        old = redis_cluster.master_of(names.room_channel("clan:moving"))
+        new = await asyncio.to_thread(redis_cluster.move_slot_of, names.room_channel("clan:moving"))
+        assert new.port != old.port
+        await received.resubscribed_at_least(resubscribed + 1)
+        await publisher.publish("clan:moving", frame(2))
+        assert (await received.next_frame())[1] == dataclasses.replace(frame(2), seq=2)  # the counter moved too
+    finally:
+        await receiver.stop()
+        await publisher.stop()
