@@ -24,6 +24,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError, RedisClusterException, RedisError
 
 CommandClient = aioredis.Redis | RedisCluster
+_NEVER = Retry(NoBackoff(), retries=0)
 REDIS_FAILURES = (RedisError, RedisClusterException, OSError)
 """What a Redis call raises when Redis (or a cluster's slot map) cannot serve it right now."""
 COMMANDS_AT_ONCE = 64
@@ -55,7 +56,12 @@ def cluster_client(url: str, **options: Any) -> RedisCluster:
 
 def subscriber_client(url: str, **options: Any) -> aioredis.Redis:
     """A client for one pub/sub connection: errors reach the caller at once, nothing is retried inside."""
-    return aioredis.from_url(url, **options)
+    return aioredis.from_url(url, retry=_NEVER, **options)
+
+
+def node_subscriber_client(host: str, port: int, **options: Any) -> aioredis.Redis:
+    """``subscriber_client`` for one node of a cluster (``Redis()`` itself would retry ten times, silently)."""
+    return aioredis.Redis(host=host, port=port, retry=_NEVER, **options)
 
 
 def node_options(url: str, **options: Any) -> dict[str, Any]:

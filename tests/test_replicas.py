@@ -20,16 +20,12 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from chatserver.broker.redis import RedisNames
 from tests.harness import ROOT, Client, post_membership, suite_env, token
+from tests.redis_topology import TOPOLOGIES, names_for, publish_to_room_channel, replicas_on
 from tools.cluster import Cluster
-from tools.redis_cluster import LocalRedisCluster
 
 SERVICE_TOKEN = "replica-suite-service-token"
 READY_TIMEOUT = 30.0
-
-
-TOPOLOGIES = ["one-redis", "redis-cluster"]
 
 
 @pytest.fixture(scope="module", params=TOPOLOGIES)
@@ -40,29 +36,10 @@ def topology(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Cluster]:
     """Three replicas, on their own ``redis-server`` or on a three-master Redis Cluster."""
-    env = suite_env(CHAT_INTERNAL_TOKEN=SERVICE_TOKEN)
-    workdir = tmp_path_factory.mktemp("replicas")
-    if topology == "one-redis":
-        with Cluster(3, workdir=workdir, env=env) as running:
-            yield running
-        return
-    with LocalRedisCluster(3, workdir=workdir / "redis-cluster") as redis_cluster:
-        with Cluster(3, workdir=workdir, env=env, redis_url=redis_cluster.url) as running:
-            yield running
-
-
-def names_for(topology: str) -> RedisNames:
-    return RedisNames("chat:", sharded=topology == "redis-cluster")
-
-
-def publish_to_room_channel(cluster: Cluster, topology: str, room: str, text: str) -> int:
-    """What a foreign publisher writing straight to a room's channel does; how many replicas got it."""
-    channel = names_for(topology).room_channel(room)
-    if topology == "redis-cluster":
-        with RedisCluster.from_url(cluster.redis_url) as client:
-            return int(client.spublish(channel, text))
-    with redis.Redis.from_url(cluster.redis_url) as client:
-        return int(client.publish(channel, text))
+    with replicas_on(
+        topology, tmp_path_factory.mktemp("replicas"), suite_env(CHAT_INTERNAL_TOKEN=SERVICE_TOKEN)
+    ) as running:
+        yield running
 
 
 async def on(cluster: Cluster, replica: int, bearer: str) -> Client:

@@ -21,6 +21,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError
 
+from chatserver.redis_client import node_subscriber_client
+
 MESSAGES_BUFFERED = 1024
 """Messages read from the masters' connections and not yet dispatched; when full, reading waits."""
 
@@ -103,7 +105,7 @@ class ShardedSubscriber(Subscriber):
         masters = self._cluster.get_primaries()
         self._messages = asyncio.Queue(MESSAGES_BUFFERED)
         for node in masters:
-            client = aioredis.Redis(host=node.host, port=int(node.port), **self._node_options)
+            client = node_subscriber_client(node.host, int(node.port), **self._node_options)
             self._pubsubs[node.name] = client.pubsub()
         first = self._pubsubs[masters[0].name]
         await first.subscribe(membership)

@@ -49,6 +49,19 @@ class Workers:
         with redis.Redis.from_url(self.url) as admin:
             return int(admin.publish(self.names.room_channel(room), text))
 
+    def kill_subscribers(self) -> int:
+        """``CLIENT KILL TYPE pubsub`` on the Redis, or on every master of the cluster; how many were cut."""
+        if not self.names.sharded:
+            with redis.Redis.from_url(self.url) as admin:
+                return int(admin.client_kill_filter(_type="pubsub"))
+        with RedisCluster.from_url(self.url) as cluster:
+            masters = [(node.host, int(node.port)) for node in cluster.get_primaries()]
+        killed = 0
+        for host, port in masters:
+            with redis.Redis(host=host, port=port) as admin:
+                killed += int(admin.client_kill_filter(_type="pubsub"))
+        return killed
+
     def publish_membership_raw(self, text: str) -> int:
         """The game backend's way: plain ``PUBLISH`` on the membership channel, to any node."""
         with redis.Redis.from_url(self.url) as admin:
@@ -195,6 +208,16 @@ async def test_membership_changes_past_the_queue_bound_wait_in_redis_and_all_arr
     redis_workers.received.membership_gate.set()
     assert [await redis_workers.received.next_membership() for _ in changes] == changes
     assert receiver.membership_backlog == 0
+
+
+async def test_a_killed_subscriber_connection_is_noticed_and_the_worker_resubscribes(redis_workers: Workers) -> None:
+    """No silent reconnect inside the client: the handler must hear of it, frames may have been lost."""
+    await redis_workers.receiver.subscribe("clan:a")
+    before = redis_workers.received.resubscribed
+    assert redis_workers.kill_subscribers() >= 1
+    await redis_workers.received.resubscribed_at_least(before + 1)
+    await redis_workers.publisher.publish("clan:a", frame(1))
+    assert (await redis_workers.received.next_frame())[1].message_id == "m1"
 
 
 async def test_foreign_messages_that_are_not_ours_are_ignored_and_delivery_goes_on(redis_workers: Workers) -> None:
