@@ -9,7 +9,7 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from chatserver.broker.redis import RedisNames
+from chatserver.broker.redis_names import RedisNames
 from tools.cluster import Cluster
 from tools.redis_cluster import LocalRedisCluster
 

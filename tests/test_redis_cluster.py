@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chatserver.broker.redis import RedisNames
+from chatserver.broker.redis_names import RedisNames
 from tests.harness import Client, suite_env, token
 from tools.cluster import Cluster
 from tools.redis_cluster import LocalRedisCluster

@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +28,9 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError
 
 from chatserver.broker.base import Broker, BrokerEventHandler, BrokerUnavailable, RoomFrame
+from chatserver.broker.redis_names import RedisNames
 from chatserver.broker.redis_subscriber import PlainSubscriber, ShardedSubscriber, Subscriber
+from chatserver.broker.republish import Republisher, backoff_seconds
 from chatserver.protocol import MembershipChange
 from chatserver.redis_client import (
     COMMANDS_AT_ONCE,
@@ -48,13 +48,9 @@ log = logging.getLogger(__name__)
 _TIMEOUTS = {"socket_timeout": 3.0, "socket_connect_timeout": 2.0}
 _SUBSCRIBE_CONFIRM_SECONDS = 3.0
 _POLL_SECONDS = 1.0
-_BACKOFF_FIRST_SECONDS = 0.1
 _BACKOFF_MAX_SECONDS = 5.0
-_REPUBLISH_BACKOFF_MAX_SECONDS = 1.0
 MEMBERSHIP_QUEUE_LIMIT = 1000
 """Membership changes received and not yet applied; when full, the listener waits (see ``_queue_membership``)."""
-UNPUBLISHED_LIMIT = 1000
-"""Frames kept to publish again after Redis refused them (they are stored); beyond it the oldest go."""
 # KEYS: the room's counter, its channel (one slot). ARGV: the message after the seq. Atomic: numbers follow
 # publish order.
 _NUMBERED_PUBLISH = """
@@ -62,37 +58,6 @@ local seq = redis.call('INCR', KEYS[1])
 redis.call('{publish}', KEYS[2], seq .. ' ' .. ARGV[1])
 return seq
 """
-
-
-@dataclass(frozen=True)
-class RedisNames:
-    """Channel and key names of the rooms: hash-tagged on a cluster, the names of old on one Redis."""
-
-    prefix: str
-    sharded: bool
-
-    @property
-    def membership(self) -> str:
-        return f"{self.prefix}membership"
-
-    def room_channel(self, room: str) -> str:
-        return f"{self.prefix}room:{self._tagged(room)}"
-
-    def seq_key(self, room: str) -> str:
-        return f"{self.prefix}seq:{self._tagged(room)}"
-
-    def room_of(self, channel: str) -> str | None:
-        """The room a channel carries, or None for a channel that is not a room's."""
-        start = f"{self.prefix}room:"
-        if not channel.startswith(start):
-            return None
-        room = channel[len(start) :]
-        if self.sharded:
-            return room[1:-1] if room.startswith("{") and room.endswith("}") else None
-        return room
-
-    def _tagged(self, room: str) -> str:
-        return f"{{{room}}}" if self.sharded else room
 
 
 @dataclass
@@ -120,8 +85,7 @@ class RedisBroker(Broker):
         self._prefix = prefix
         self._redis: _Connections | None = None
         self._connecting = asyncio.Lock()
-        self._unpublished: deque[tuple[str, RoomFrame]] = deque()
-        self._unpublished_waiting = asyncio.Event()
+        self._unpublished = Republisher(self._publish_numbered)
         self._republisher: asyncio.Task[None] | None = None
         self._wanted: set[str] = set()
         self._live: set[str] = set()
@@ -145,7 +109,7 @@ class RedisBroker(Broker):
         self._handler = handler
         self._listener = asyncio.create_task(self._listen_forever(), name="redis-listener")
         self._membership_worker = asyncio.create_task(self._apply_memberships(), name="membership-worker")
-        self._republisher = asyncio.create_task(self._republish_forever(), name="republisher")
+        self._republisher = asyncio.create_task(self._unpublished.run(), name="republisher")
 
     async def stop(self) -> None:
         for task in (self._listener, self._membership_worker, self._republisher):
@@ -179,7 +143,7 @@ class RedisBroker(Broker):
         try:
             await self._publish_numbered(room, frame)
         except Exception as error:  # Redis refused, or its client failed inside: either way, try again later
-            self._keep_unpublished(room, frame)
+            self._unpublished.keep(room, frame)
             raise BrokerUnavailable(f"Redis publish failed: {error!r}") from error
 
     async def _publish_numbered(self, room: str, frame: RoomFrame) -> None:
@@ -188,35 +152,6 @@ class RedisBroker(Broker):
         keys = [redis.names.seq_key(room), redis.names.room_channel(room)]
         async with self._in_flight:
             await redis.numbered_publish(keys=keys, args=[rest])
-
-    def _keep_unpublished(self, room: str, frame: RoomFrame) -> None:
-        if len(self._unpublished) >= UNPUBLISHED_LIMIT:
-            dropped_room, _ = self._unpublished.popleft()
-            log.warning("too many unpublished frames; the oldest is left to catch-up", extra={"room": dropped_room})
-        self._unpublished.append((room, frame))
-        self._unpublished_waiting.set()
-
-    async def _republish_forever(self) -> None:
-        """Publish refused frames again, oldest first: the message is stored, so it must still go out live.
-
-        Receivers skip a version they already delivered, so a frame Redis took after all (a timeout)
-        is not shown twice.
-        """
-        failures = 0
-        while True:
-            await self._unpublished_waiting.wait()
-            while self._unpublished:
-                oldest = self._unpublished[0]
-                try:
-                    await self._publish_numbered(*oldest)
-                except Exception:
-                    await asyncio.sleep(_backoff_seconds(failures, _REPUBLISH_BACKOFF_MAX_SECONDS))
-                    failures += 1
-                    continue
-                failures = 0
-                if self._unpublished and self._unpublished[0] is oldest:
-                    self._unpublished.popleft()
-            self._unpublished_waiting.clear()
 
     async def publish_membership(self, change: MembershipChange) -> None:
         try:
@@ -288,7 +223,7 @@ class RedisBroker(Broker):
                 self._listening = False
                 if self._redis is not None:
                     await self._redis.subscriber.close()
-                delay = _backoff_seconds(failures, _BACKOFF_MAX_SECONDS)
+                delay = backoff_seconds(failures, _BACKOFF_MAX_SECONDS)
                 failures += 1
                 if isinstance(error, REDIS_FAILURES):
                     log.warning("redis subscriber lost (%s); reconnecting in %.2fs", error, delay)
@@ -382,8 +317,3 @@ def _connections_for(url: str, names: RedisNames) -> _Connections:
         subscriber = PlainSubscriber(plain)
     script = commands.register_script(_NUMBERED_PUBLISH.replace("{publish}", publish))
     return _Connections(names, commands, subscriber, script, plain)
-
-
-def _backoff_seconds(failures: int, cap: float) -> float:
-    """Capped exponential backoff with jitter, so replicas do not retry in step."""
-    return min(cap, _BACKOFF_FIRST_SECONDS * 2.0**failures) * random.uniform(0.5, 1.0)

@@ -20,7 +20,8 @@ from redis.cluster import RedisCluster
 
 from chatserver.broker.base import Broker, BrokerUnavailable, RoomFrame
 from chatserver.broker.memory import MemoryBroker
-from chatserver.broker.redis import MEMBERSHIP_QUEUE_LIMIT, RedisBroker, RedisNames
+from chatserver.broker.redis import MEMBERSHIP_QUEUE_LIMIT, RedisBroker
+from chatserver.broker.redis_names import RedisNames
 from chatserver.protocol import MembershipAction, MembershipChange
 from tests.broker.doubles import Recorder, SeqSkippingBroker
 from tests.broker.servers import RedisServer
