@@ -16,14 +16,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any
 
-from chatserver.redis_client import (
-    COMMANDS_AT_ONCE,
-    REDIS_FAILURES,
-    CommandClient,
-    cluster_client,
-    command_client,
-    is_cluster,
-)
+from chatserver.redis_client import COMMANDS_AT_ONCE, REDIS_FAILURES, CommandClient, connect_commands
 from chatserver.settings import Rate
 
 log = logging.getLogger(__name__)
@@ -119,9 +112,7 @@ class RedisRateLimiter(RateLimiter):
         """The take script on a client for what ``url`` turned out to be (asked once, on first use)."""
         async with self._connecting:
             if self._client is None:
-                timeouts = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
-                cluster = await is_cluster(self._url, **timeouts)
-                client = cluster_client(self._url, **timeouts) if cluster else command_client(self._url, **timeouts)
+                client = await connect_commands(self._url, socket_timeout=1.0, socket_connect_timeout=1.0)
                 self._script = client.register_script(_TAKE_SCRIPT)
                 self._client = client
             return self._script

@@ -42,6 +42,13 @@ async def is_cluster(url: str, **options: Any) -> bool:
     return bool(info.get("cluster_enabled"))
 
 
+async def connect_commands(url: str, **options: Any) -> CommandClient:
+    """A command client for whatever ``url`` turns out to be: one Redis, or a cluster (asked with ``INFO``)."""
+    if await is_cluster(url, **options):
+        return cluster_client(url, **options)
+    return command_client(url, **options)
+
+
 def command_client(url: str, **options: Any) -> aioredis.Redis:
     """A client for commands (publish, scripts, ping) on one Redis: retried once on a dropped connection."""
     retry = Retry(NoBackoff(), retries=1, supported_errors=(ConnectionError,))
