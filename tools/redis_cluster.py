@@ -10,95 +10,74 @@ On its own: ``python -m tools.redis_cluster --masters 3 --replicas 1`` runs one 
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import redis
 from redis.cluster import RedisCluster
 
-LOCALHOST = "127.0.0.1"
+from tools.processes import LOCALHOST, ManagedProcess, ProcessError, check_can_listen, free_port, program
+
 READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 NODE_TIMEOUT_MS = 1000
 """How long a master may be unreachable before its replica takes over: short, so failover tests are quick."""
 
 
-class RedisClusterError(RuntimeError):
-    """A node could not start, or the cluster did not form; the message says which and where its log is."""
+class RedisClusterError(ProcessError):
+    """A node could not start, or the cluster did not form; ``summary`` says which in one line."""
 
 
-def _free_port(avoid: Collection[int]) -> int:
+def _free_port(avoid: set[int]) -> int:
     """A free port whose cluster-bus port (port + 10000) is free too and still a valid port."""
     while True:
-        with socket.socket() as probe:
-            probe.bind((LOCALHOST, 0))
-            port = int(probe.getsockname()[1])
-        if port in avoid or port + 10000 > 65535:
+        port = free_port(LOCALHOST, avoid)
+        if port + 10000 > 65535:
+            avoid.add(port)
             continue
-        with socket.socket() as bus:
-            try:
-                bus.bind((LOCALHOST, port + 10000))
-            except OSError:
-                continue
+        try:
+            check_can_listen(LOCALHOST, port + 10000)
+        except ProcessError:
+            avoid.add(port)
+            continue
         return port
 
 
-def _program(name: str) -> str:
-    found = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin:/usr/sbin")
-    if found is None:
-        raise RedisClusterError(f"{name} not found: install it (Debian: apt-get install redis-server)")
-    return found
-
-
-@dataclass
 class RedisNode:
     """One ``redis-server`` of the cluster, on ``port`` (its cluster bus on ``port + 10000``)."""
 
-    port: int
-    workdir: Path
-    wrapper: tuple[str, ...] = ()
-    process: subprocess.Popen[bytes] | None = None
+    def __init__(self, port: int, workdir: Path, wrapper: Sequence[str] = ()) -> None:
+        self.port = port
+        argv = [*wrapper, program("redis-server"), "--port", str(port), "--bind", LOCALHOST]
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
+        argv += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-replica-validity-factor", "0"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
+        self.log_path = workdir / f"redis-{port}.log"
+        self.process = ManagedProcess(f"redis node {self.address}", argv, self.log_path, ready=self._answers, port=port)
 
     @property
     def address(self) -> str:
         return f"{LOCALHOST}:{self.port}"
 
     @property
-    def log_path(self) -> Path:
-        return self.workdir / f"redis-{self.port}.log"
-
-    @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.process.running
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process is not None and self.running else None
+        return self.process.pid
 
     def client(self) -> redis.Redis:
         return redis.Redis(host=LOCALHOST, port=self.port, socket_timeout=2, socket_connect_timeout=2)
 
     def start(self) -> None:
-        argv = [*self.wrapper, _program("redis-server"), "--port", str(self.port), "--bind", LOCALHOST]
-        argv += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
-        argv += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-replica-validity-factor", "0"]
-        argv += ["--save", "", "--appendonly", "no"]
-        argv += ["--dir", str(self.workdir)]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        _wait(self._answers, f"redis node {self.address} (log {self.log_path})", self)
+        self.process.start()
 
     def role(self) -> str:
         """``master`` or ``slave``, as the node itself says."""
@@ -111,19 +90,10 @@ class RedisNode:
 
     def kill(self) -> None:
         """SIGKILL, as a crash or a lost machine: the cluster must notice and promote a replica."""
-        if self.process is not None and self.running:
-            self.process.kill()
-            self.process.wait()
+        self.process.kill()
 
     def stop(self) -> None:
-        if self.process is None or not self.running:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.process.stop()
 
     def _answers(self) -> bool:
         try:
@@ -156,7 +126,7 @@ class LocalRedisCluster:
         for _ in range(masters * (1 + replicas)):
             port = _free_port(taken)
             taken.update((port, port + 10000))
-            self.nodes.append(RedisNode(port, self.workdir, tuple(wrapper)))
+            self.nodes.append(RedisNode(port, self.workdir, wrapper))
 
     @property
     def url(self) -> str:
@@ -173,11 +143,11 @@ class LocalRedisCluster:
         try:
             for node in self.nodes:
                 node.start()
-            argv = [_program("redis-cli"), "--cluster", "create", *(node.address for node in self.nodes)]
+            argv = [program("redis-cli"), "--cluster", "create", *(node.address for node in self.nodes)]
             argv += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
             created = subprocess.run(argv, capture_output=True, text=True, timeout=60)
             if created.returncode != 0:
-                raise RedisClusterError(f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}")
+                raise RedisClusterError("redis-cli --cluster create failed", f"{created.stdout}{created.stderr}")
             _wait(self.healthy, "the Redis Cluster to serve every slot")
         except BaseException:
             self.stop()
@@ -228,7 +198,10 @@ class LocalRedisCluster:
             raise RedisClusterError("a failover needs replicas: start the cluster with replicas=1")
         doomed = self.master_of(key)
         doomed.kill()
-        _wait(lambda: self.healthy() and self._served_by_another(key, doomed), f"a replica to take over from {doomed}")
+        _wait(
+            lambda: self.healthy() and self._served_by_another(key, doomed),
+            f"a replica to take over from {doomed.address}",
+        )
         return doomed
 
     def move_slot_of(self, key: str) -> RedisNode:
@@ -264,12 +237,9 @@ class LocalRedisCluster:
             return False
 
 
-def _wait(check: object, what: str, node: RedisNode | None = None) -> None:
-    assert callable(check)
+def _wait(check: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while not check():
-        if node is not None and not node.running:
-            raise RedisClusterError(f"{what} exited with status {node.process and node.process.returncode}")
         if time.monotonic() > deadline:
             raise RedisClusterError(f"timed out after {READY_TIMEOUT:g}s waiting for {what}")
         time.sleep(0.05)
@@ -292,8 +262,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {line}")
             print("Press Ctrl-C (or send SIGTERM) to stop.", flush=True)
             stopping.wait()
-    except RedisClusterError as error:
-        sys.exit(f"redis cluster: {error}")
+    except ProcessError as error:
+        sys.exit(f"redis cluster: {error.summary}")
 
 
 if __name__ == "__main__":
