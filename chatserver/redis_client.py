@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError, RedisClusterException, RedisError
 
 CommandClient = aioredis.Redis | RedisCluster
@@ -57,7 +57,7 @@ def command_client(url: str, **options: Any) -> aioredis.Redis:
 
 def cluster_client(url: str, **options: Any) -> RedisCluster:
     """A client for commands on a Redis Cluster: follows slot moves, retries briefly through a failover."""
-    retry = Retry(ExponentialWithJitterBackoff(base=0.1, cap=0.5), retries=3)
+    retry = Retry(EqualJitterBackoff(cap=0.5, base=0.1), retries=3)  # in every redis-py we accept
     return RedisCluster.from_url(url, retry=retry, **options)
 
 
