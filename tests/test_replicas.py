@@ -309,3 +309,28 @@ async def test_a_message_redis_refused_reaches_every_replica_live_once_redis_tak
         await clients[1].send({"event": "clanMessage", "data": {"content": "and the next one"}})
         for client in clients:
             await assert_next_content(client, "and the next one")
+
+
+async def test_after_a_redis_restart_the_rate_limit_holds_from_the_first_message(
+    tmp_path: Path, new_id: Callable[[], str]
+) -> None:
+    """The limiter's pooled connection is stale too: its first take must not fail open."""
+    limits = {"CHAT_MESSAGE_RATE": "0.01", "CHAT_MESSAGE_BURST": "1"}
+    with Cluster(1, workdir=tmp_path / "c", env=suite_env(**limits)) as cluster:
+        clan = new_id()
+        sender = await on(cluster, 0, token(new_id(), clan_id=clan))
+        await sender.post("clan", "before the restart")
+        assert await refused(sender, "too soon") == "TOO_MANY_REQUESTS"
+        cluster.stop_redis()
+        cluster.start_redis()
+        await every_replica_subscribed_again(cluster, f"chat:room:clan:{clan}")
+        await sender.post("clan", "first after the restart")  # Redis forgot the bucket: a full one
+        assert await refused(sender, "second after the restart") == "TOO_MANY_REQUESTS"
+
+
+async def refused(sender: Client, content: str) -> str:
+    """Send a clan message that must be refused; the reason of the one error frame."""
+    await sender.send({"event": "clanMessage", "data": {"content": content}})
+    frame = await sender.recv()
+    assert "error" in frame, frame
+    return str(frame["error"][0]["reason"])
