@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError
 
@@ -68,7 +69,7 @@ class _Connections:
     commands: CommandClient
     subscriber: Subscriber
     numbered_publish: Any
-    subscriber_client: Any = None
+    subscriber_client: aioredis.Redis | None = None
 
     async def aclose(self) -> None:
         await self.subscriber.close()
