@@ -26,6 +26,8 @@ from redis.cluster import RedisCluster
 from tools.processes import LOCALHOST, ManagedProcess, ProcessError, check_can_listen, free_port, program
 
 READY_TIMEOUT = 30.0
+CREATE_TIMEOUT = 30.0
+START_ATTEMPTS = 2
 NODE_TIMEOUT_MS = 1000
 """How long a master may be unreachable before its replica takes over: short, so failover tests are quick."""
 
@@ -121,12 +123,8 @@ class LocalRedisCluster:
             raise RedisClusterError("replicas per master cannot be negative")
         self.masters, self.replicas = masters, replicas
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="chatserver-redis-cluster-")).resolve()
-        taken: set[int] = set()
-        self.nodes: list[RedisNode] = []
-        for _ in range(masters * (1 + replicas)):
-            port = _free_port(taken)
-            taken.update((port, port + 10000))
-            self.nodes.append(RedisNode(port, self.workdir, wrapper))
+        self._wrapper = tuple(wrapper)
+        self.nodes = self._fresh_nodes(masters * (1 + replicas))
 
     @property
     def url(self) -> str:
@@ -138,21 +136,47 @@ class LocalRedisCluster:
         return [node.port for node in self.nodes]
 
     def start(self) -> LocalRedisCluster:
-        """Start every node, join them (masters first), and wait until every slot is served."""
+        """Start every node, join them (masters first), and wait until every slot is served.
+
+        A port taken by someone else between choosing and binding it (the node or its cluster bus)
+        makes that attempt fail; the next one runs on fresh ports.
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            for node in self.nodes:
-                node.start()
-            argv = [program("redis-cli"), "--cluster", "create", *(node.address for node in self.nodes)]
-            argv += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
-            created = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-            if created.returncode != 0:
-                raise RedisClusterError("redis-cli --cluster create failed", f"{created.stdout}{created.stderr}")
-            _wait(self.healthy, "the Redis Cluster to serve every slot")
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start_once()
+                return self
+            except ProcessError:
+                self.stop()
+                if attempt == START_ATTEMPTS:
+                    raise
+                self.nodes = self._fresh_nodes(len(self.nodes))
+            except BaseException:
+                self.stop()
+                raise
         return self
+
+    def _start_once(self) -> None:
+        for node in self.nodes:
+            node.start()
+        argv = [program("redis-cli"), "--cluster", "create", *(node.address for node in self.nodes)]
+        argv += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        try:
+            created = subprocess.run(argv, capture_output=True, text=True, timeout=CREATE_TIMEOUT)
+        except subprocess.TimeoutExpired as timed_out:
+            raise RedisClusterError(f"redis-cli --cluster create did not finish in {CREATE_TIMEOUT:g}s") from timed_out
+        if created.returncode != 0:
+            raise RedisClusterError("redis-cli --cluster create failed", f"{created.stdout}{created.stderr}")
+        _wait(self.healthy, "the Redis Cluster to serve every slot")
+
+    def _fresh_nodes(self, count: int) -> list[RedisNode]:
+        taken: set[int] = set()
+        nodes = []
+        for _ in range(count):
+            port = _free_port(taken)
+            taken.update((port, port + 10000))
+            nodes.append(RedisNode(port, self.workdir, self._wrapper))
+        return nodes
 
     def stop(self) -> None:
         """Stop every node; idempotent. The work directory (logs, node configs) is kept."""
