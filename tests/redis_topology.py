@@ -74,3 +74,9 @@ def room_subscribers(cluster: Cluster, topology: str, room: str) -> int:
         node = client.get_node_from_key(channel)
     with redis.Redis(host=node.host, port=int(node.port)) as master:
         return int(master.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1])
+
+
+def key_exists(cluster: Cluster, topology: str, key: str) -> bool:
+    client: redis.Redis | RedisCluster
+    with (RedisCluster if topology == "redis-cluster" else redis.Redis).from_url(cluster.redis_url) as client:
+        return bool(client.exists(key))
