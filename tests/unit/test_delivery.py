@@ -16,6 +16,7 @@ import pytest
 
 from chatserver.broker.base import RoomFrame
 from chatserver.chat import ChatService
+from chatserver.clan_ledger import MemoryClanLedger
 from chatserver.delivery import Delivery
 from chatserver.frames import iso_millis
 from chatserver.players import ClaimsDirectory
@@ -76,7 +77,8 @@ async def lossy_worker() -> AsyncIterator[Worker]:
 async def started(broker: SeqSkippingBroker) -> AsyncIterator[Worker]:
     settings = Settings()
     store = MemoryStore(1000)
-    chat = ChatService(settings, store, broker, ClaimsDirectory(), MemoryRateLimiter())
+    players = ClaimsDirectory(MemoryClanLedger(settings.clan_ledger_seconds))
+    chat = ChatService(settings, store, broker, players, MemoryRateLimiter())
     running = Worker(broker, store, Delivery(broker, chat))
 
     async def on_membership(change: MembershipChange) -> None:
