@@ -1,4 +1,5 @@
-"""Three replicas on a Redis Cluster whose master fails while clients chat: nothing accepted is lost.
+"""Three replicas on a Redis Cluster whose master fails while clients chat: nothing accepted is lost;
+and ``python -m tools.redis_cluster``, the local cluster for developers.
 
 Three masters with a replica each (``tools/redis_cluster.py``), replicas sharing one store (the
 MongoDB wire stand-in), as in production. The shared replica suite on a cluster is in
@@ -10,14 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
 from chatserver.broker.redis_names import RedisNames
-from tests.harness import Client, suite_env, token
+from tests.harness import ROOT, Client, suite_env, token
 from tools.cluster import Cluster
 from tools.redis_cluster import LocalRedisCluster
 
@@ -90,3 +98,39 @@ async def test_a_master_failover_during_a_steady_stream_loses_and_repeats_nothin
             assert max(counts.values()) == 1, f"shown twice: {[c for c, n in counts.items() if n > 1]}"
         gap = max(b - a for into in shown for (a, _), (b, _) in zip(into, into[1:]) if b > killed_at)
         log.info("longest pause in delivery after the master was killed: %.2fs", gap)
+
+
+def test_the_local_cluster_command_refuses_a_bad_count_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.redis_cluster", "--masters", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        "redis cluster: a Redis Cluster needs at least 3 masters\n",
+    )
+
+
+def test_the_local_cluster_command_prints_a_redis_url_that_serves_and_stops_every_node_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    command = [sys.executable, "-m", "tools.redis_cluster", "--masters", "3", "--workdir", str(tmp_path)]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as running:
+        assert running.stdout is not None
+        first = running.stdout.readline()
+        assert first.startswith("redis cluster: REDIS_URL=redis://127.0.0.1:"), first
+        url = first.split("REDIS_URL=", 1)[1].split()[0]
+        nodes = [running.stdout.readline() for _ in range(3)]
+        assert all(" master " in line for line in nodes), nodes
+        with RedisCluster.from_url(url) as cluster:
+            assert cluster.set("{clan:x}probe", "1") and cluster.get("{clan:x}probe") == b"1"
+        running.send_signal(signal.SIGTERM)
+        assert running.wait(timeout=30) == 0
+    ports = [int(line.split("redis://127.0.0.1:", 1)[1].split("/")[0]) for line in nodes]
+    for port in ports:
+        with pytest.raises(redis.ConnectionError), redis.Redis(port=port, socket_connect_timeout=1) as gone:
+            gone.ping()
