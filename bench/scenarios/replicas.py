@@ -134,7 +134,7 @@ def _report(
 ) -> report.Report:
     result = report.Report(
         scenario="replicas" if len(runs) == 1 else "replicas-cluster",  # a cluster run keeps the plain one's files
-        title=f"Cross-replica latency: {' and '.join(runs)} with {REPLICAS} replicas, "
+        title=f"Cross-replica latency: {' beside '.join(runs)}; {REPLICAS} chat replicas, "
         f"{sockets:,} sockets in clans of {CLAN_SIZE}",
         options={"sockets": sockets, "seconds_per_step": seconds, "global_every": global_every, "runs": list(runs)},
     )
