@@ -2,7 +2,9 @@
 
 Two workers are two broker instances on one Redis (for the in-process broker, one instance: there is
 only one worker). A test subscribes the receiving worker, publishes from the other, and reads what the
-receiver's handler was given. What only Redis can do (restart, foreign publishers) runs on Redis alone.
+receiver's handler was given. What only Redis can do (foreign publishers, killed subscriber
+connections, the membership queue's bound) runs on one Redis and on the cluster; a restart on one
+Redis; a failover and a moved slot on the cluster.
 """
 
 from __future__ import annotations
