@@ -16,6 +16,7 @@ from datetime import datetime
 
 from chatserver import metrics
 from chatserver.broker.base import Broker, BrokerUnavailable, RoomFrame
+from chatserver.delivery import Changes
 from chatserver.frames import iso_millis, message_view, sender_of
 from chatserver.players import Player, PlayerDirectory
 from chatserver.protocol.errors import ChatError, not_available, not_found
@@ -31,14 +32,6 @@ log = logging.getLogger(__name__)
 
 HISTORY_READS = "history reads"
 """The bucket kind of history pages and resume replays: one per page or per room replayed."""
-
-
-@dataclass(frozen=True)
-class Changes:
-    """A room's changes as broadcast frames, oldest first; ``complete`` is False when some were left out."""
-
-    frames: list[RoomFrame]
-    complete: bool
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from redis.exceptions import RedisError
+from chatserver.redis_client import REDIS_FAILURES, CommandClient, connect_commands
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,9 @@ class RedisClanLedger(ClanLedger):
     """
 
     def __init__(self, url: str, prefix: str, keep_seconds: float) -> None:
-        import redis.asyncio as aioredis
-
         super().__init__(keep_seconds)
-        self._client = aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True)
+        self._url = url
+        self._client: CommandClient | None = None
         self._prefix = f"{prefix}clans:"
 
     async def record_leave(self, player_id: str, clan_id: str) -> None:
@@ -130,13 +129,19 @@ class RedisClanLedger(ClanLedger):
 
     async def _record(self, player_id: str, name: str, value: str) -> None:
         key = self._prefix + player_id
-        async with self._client.pipeline(transaction=True) as pipe:
+        client = await self._guarded(self._connected(), player_id)
+        if client is None:
+            return
+        async with client.pipeline(transaction=True) as pipe:
             pipe.hset(key, name, value)
             pipe.expire(key, int(self._keep_seconds))
             await self._guarded(pipe.execute(), player_id)
 
     async def changes_of(self, player_id: str) -> PlayerChanges | None:
-        found = await self._guarded(self._client.hgetall(self._prefix + player_id), player_id)
+        client = await self._guarded(self._connected(), player_id)
+        if client is None:
+            return None
+        found = await self._guarded(client.hgetall(self._prefix + player_id), player_id)
         fields = cast(dict[str, str], found or {})  # decode_responses: names and values are str
         if not fields:
             return None
@@ -152,9 +157,18 @@ class RedisClanLedger(ClanLedger):
     async def _guarded(self, call: Awaitable[T], player_id: str) -> T | None:
         try:
             return await call
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             log.warning("clan ledger unavailable: %s", error, extra={"player_id": player_id})
             return None
 
+    async def _connected(self) -> CommandClient:
+        """A client for what ``REDIS_URL`` is (one Redis or a cluster), made on first use."""
+        if self._client is None:
+            options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "decode_responses": True}
+            self._client = await connect_commands(self._url, **options)
+        return self._client
+
     async def close(self) -> None:
-        await self._client.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()

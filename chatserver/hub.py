@@ -12,7 +12,7 @@ import logging
 import time
 
 from chatserver import metrics
-from chatserver.broker.base import Broker, RoomFrame
+from chatserver.broker.base import RoomFrame, RoomSubscriptions
 from chatserver.connection import Connection, ConnectionState
 from chatserver.protocol.outbound import RENDERERS
 from chatserver.protocol.vocabulary import CloseCode, Dialect, RoomKey
@@ -26,8 +26,8 @@ Members = dict[Dialect, set[Connection]]
 class Hub:
     """Rooms of local connections, keyed by room name (``global``, ``clan:<id>``)."""
 
-    def __init__(self, broker: Broker, max_sockets_per_player: int) -> None:
-        self._broker = broker
+    def __init__(self, subscriptions: RoomSubscriptions, max_sockets_per_player: int) -> None:
+        self._subscriptions = subscriptions
         self._max_sockets_per_player = max_sockets_per_player
         self._rooms: dict[str, Members] = {}
         self._by_player: dict[str, set[Connection]] = {}
@@ -88,7 +88,7 @@ class Hub:
         return [connection for mine in self._by_player.values() for connection in mine]
 
     def deliver(self, room: str, frame: RoomFrame) -> None:
-        """Fan one frame out to every local socket of ``room`` (the broker calls this): one text per dialect."""
+        """Fan one frame out to every local socket of ``room`` (the receive side calls this): one text per dialect."""
         members_by_dialect = self._rooms.get(room)
         if members_by_dialect is None:
             return
@@ -131,7 +131,7 @@ class Hub:
         if members is None:
             members = self._rooms[room] = {}
             metrics.ROOMS.inc()
-            await self._broker.subscribe(room)
+            await self._subscriptions.subscribe(room)
         members.setdefault(connection.dialect, set()).add(connection)
         connection.rooms.add(room)
 
@@ -148,4 +148,4 @@ class Hub:
         if not members:
             del self._rooms[room]
             metrics.ROOMS.dec()
-            await self._broker.unsubscribe(room)
+            await self._subscriptions.unsubscribe(room)

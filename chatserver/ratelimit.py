@@ -8,14 +8,15 @@ its own; delivery then fails or succeeds on its own terms).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from typing import Any
 
-from redis.exceptions import RedisError
-
+from chatserver.redis_client import COMMANDS_AT_ONCE, REDIS_FAILURES, CommandClient, connect_commands
 from chatserver.settings import Rate
 
 log = logging.getLogger(__name__)
@@ -79,22 +80,39 @@ return wait_ms
 
 
 class RedisRateLimiter(RateLimiter):
-    """Buckets in Redis under ``<prefix>rate:<key>``, each take one atomic script call."""
+    """Buckets in Redis (one Redis or a cluster) under ``<prefix>rate:<key>``, each take one atomic script call."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        import redis.asyncio as aioredis
-
-        self._client = aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._url = url
         self._prefix = f"{prefix}rate:"
-        self._script = self._client.register_script(_TAKE_SCRIPT)
+        self._client: CommandClient | None = None
+        self._script: Any = None
+        self._connecting = asyncio.Lock()
+        self._in_flight = asyncio.Semaphore(COMMANDS_AT_ONCE)
 
     async def take(self, key: str, rate: Rate) -> int:
         try:
-            wait_ms = await self._script(keys=[self._prefix + key], args=[rate.per_second, rate.burst])
-        except (RedisError, OSError) as error:
+            async with self._in_flight:
+                script = await self._connected()
+                wait_ms = await script(keys=[self._prefix + key], args=[rate.per_second, rate.burst])
+        except REDIS_FAILURES as error:
             log.warning("rate limiter unavailable, letting the request through: %s", error)
+            return 0
+        except Exception:  # a fault inside the Redis client: the limiter must not turn it into an outage
+            log.exception("rate limiter failed, letting the request through")
             return 0
         return int(wait_ms)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def _connected(self) -> Any:
+        """The take script on a client for what ``url`` turned out to be (asked once, on first use)."""
+        async with self._connecting:
+            if self._client is None:
+                client = await connect_commands(self._url, socket_timeout=1.0, socket_connect_timeout=1.0)
+                self._script = client.register_script(_TAKE_SCRIPT)
+                self._client = client
+            return self._script

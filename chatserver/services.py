@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from chatserver.broker.base import Broker
 from chatserver.broker.memory import MemoryBroker
-from chatserver.catchup import CatchUpBroker
 from chatserver.chat import ChatService
 from chatserver.clan_ledger import ClanLedger, MemoryClanLedger, RedisClanLedger
 from chatserver.connection import CLOSE_FRAME_SECONDS
+from chatserver.delivery import Delivery
 from chatserver.hub import Hub
 from chatserver.membership import Membership
 from chatserver.players import ClaimsDirectory, PlayerDirectory
@@ -36,6 +36,7 @@ class Services:
     settings: Settings
     store: MessageStore
     broker: Broker
+    delivery: Delivery
     players: PlayerDirectory
     hub: Hub
     chat: ChatService
@@ -46,19 +47,20 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        """Publishes go to the real broker; the hub listens through ``CatchUpBroker``, which repairs losses."""
+        """Publishes go to the broker; what it receives reaches the hub through ``Delivery``, which repairs losses."""
         store = _store_for(settings)
-        publisher = broker_for(settings)
+        broker = broker_for(settings)
         ledger = _ledger_for(settings)
         players = _players_for(settings, ledger)
         limiter = _limiter_for(settings)
-        chat = ChatService(settings, store, publisher, players, limiter)
-        broker = CatchUpBroker(publisher, chat)
-        hub = Hub(broker, settings.max_sockets_per_player)
+        chat = ChatService(settings, store, broker, players, limiter)
+        delivery = Delivery(broker, chat)
+        hub = Hub(delivery, settings.max_sockets_per_player)
         return cls(
             settings=settings,
             store=store,
             broker=broker,
+            delivery=delivery,
             players=players,
             hub=hub,
             chat=chat,
@@ -68,7 +70,7 @@ class Services:
         )
 
     async def start(self) -> None:
-        """Open the store, then the broker wired to the hub; warn loudly about unsafe defaults."""
+        """Open the store, then the broker with the receive side wired to the hub; warn loudly about unsafe defaults."""
         for deprecation in self.settings.deprecations:
             log.warning(deprecation)
         if self.settings.uses_dev_secret:
@@ -80,10 +82,10 @@ class Services:
                 "(lost on restart, at most %d messages)",
                 self.settings.memory_max_messages,
             )
-        await self.broker.start(self.hub.deliver, self.membership.apply)
+        await self.delivery.start(self.hub.deliver, self.membership.apply)
 
     async def stop(self) -> None:
-        await self.broker.stop()
+        await self.delivery.stop()
         await self.limiter.close()
         if self.ledger is not None:
             await self.ledger.close()

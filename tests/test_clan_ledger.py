@@ -19,6 +19,7 @@ import redis
 from chatserver.clan_ledger import PlayerChanges
 from tests.conftest import ServerFactory
 from tests.harness import NOT_MEMBER, Client, ServerProcess, suite_env, token
+from tests.redis_topology import TOPOLOGIES, key_exists, replicas_on
 from tools.cluster import Cluster
 
 SERVICE_TOKEN = "service-token-for-the-clan-ledger-tests"
@@ -121,19 +122,20 @@ async def test_a_leave_of_another_clan_changes_nothing_for_the_claimed_one(
     assert (await member.post("clan", "still in"))["clan_id"] == clan
 
 
+@pytest.mark.parametrize("topology", TOPOLOGIES)
 async def test_a_replica_started_after_the_leave_honours_it_through_redis(
-    tmp_path: Path, new_id: Callable[[], str]
+    tmp_path: Path, new_id: Callable[[], str], topology: str
 ) -> None:
     player, clan = new_id(), new_id()
     old_token = token(player, clan_id=clan)
-    with Cluster(2, workdir=tmp_path / "c", env=suite_env()) as cluster:
+    with replicas_on(topology, tmp_path / "c", suite_env(), replicas=2) as cluster:
         cluster.stop_replica(1)
-        with redis.Redis.from_url(cluster.redis_url) as admin:
+        with redis.Redis.from_url(cluster.redis_url) as admin:  # any node takes a plain PUBLISH
             admin.publish("chat:membership", f'{{"player_id": "{player}", "action": "leave", "clan_id": "{clan}"}}')
-            deadline = time.monotonic() + 5
-            while not admin.exists(f"chat:clans:{player}"):
-                assert time.monotonic() < deadline, "replica 0 never recorded the leave"
-                await asyncio.sleep(0.05)
+        deadline = time.monotonic() + 5
+        while not key_exists(cluster, topology, f"chat:clans:{player}"):
+            assert time.monotonic() < deadline, "replica 0 never recorded the leave"
+            await asyncio.sleep(0.05)
         cluster.start_replica(1)
         mate = await Client.open(cluster.replicas[0].ws_url, token(new_id(), clan_id=clan))
         replica = cluster.replicas[1]

@@ -61,6 +61,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
     },
     "monitoring": {**SECRETS, "serviceMonitor": {"enabled": True}, "podDisruptionBudget": {"minAvailable": "50%"}},
+    "redis-cluster": {
+        "secrets": {
+            "values": {
+                **SECRETS["secrets"]["values"],
+                **yaml.safe_load((CHART / "values-redis-cluster.yaml").read_text())["secrets"]["values"],
+            }
+        }
+    },
 }
 # ServiceMonitor is a CRD (Prometheus Operator): no Kubernetes schema, checked by its own test.
 CUSTOM_KINDS = {"ServiceMonitor"}
@@ -440,6 +448,12 @@ def test_the_game_values_give_the_game_dialect_and_a_drain_the_grace_period_cove
     assert drain == 55 and grace >= pre_stop + drain
     settings = Settings.from_env(pod_environment(render({**SECRETS, **game_values})))
     assert (settings.dialect, settings.reactions) == ("game", ("Happy", "Sad", "Love", "Wink", "Angry"))
+
+
+def test_the_redis_cluster_values_give_the_pods_a_cluster_node_as_redis_url() -> None:
+    secret = one(render(VALUE_SETS["redis-cluster"]), "Secret")
+    cluster_url = yaml.safe_load((CHART / "values-redis-cluster.yaml").read_text())["secrets"]["values"]["REDIS_URL"]
+    assert base64.b64decode(secret["data"]["REDIS_URL"]).decode() == cluster_url
 
 
 def test_a_grace_period_shorter_than_the_drain_is_refused() -> None:

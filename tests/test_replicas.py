@@ -1,6 +1,9 @@
-"""Many replicas on one Redis: every client sees every message of its rooms, whichever replica it is on.
+"""Many replicas on one Redis, or on a Redis Cluster: every client sees every message of its rooms,
+whichever replica it is on.
 
-Clients connect to replicas directly (not through nginx) so each test knows where every socket is.
+The shared suite runs twice, on one ``redis-server`` and on a local three-master Redis Cluster
+(``tools/redis_cluster.py``); outages of the one Redis run on it alone. Clients connect to replicas
+directly (not through nginx) so each test knows where every socket is.
 """
 
 from __future__ import annotations
@@ -15,18 +18,27 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from tests.harness import ROOT, Client, post_membership, suite_env, token
+from tests.redis_topology import TOPOLOGIES, names_for, publish_to_room_channel, replicas_on
 from tools.cluster import Cluster
 
 SERVICE_TOKEN = "replica-suite-service-token"
 READY_TIMEOUT = 30.0
 
 
+@pytest.fixture(scope="module", params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    env = suite_env(CHAT_INTERNAL_TOKEN=SERVICE_TOKEN)
-    with Cluster(3, workdir=tmp_path_factory.mktemp("replicas"), env=env) as running:
+def cluster(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Cluster]:
+    """Three replicas, on their own ``redis-server`` or on a three-master Redis Cluster."""
+    with replicas_on(
+        topology, tmp_path_factory.mktemp("replicas"), suite_env(CHAT_INTERNAL_TOKEN=SERVICE_TOKEN)
+    ) as running:
         yield running
 
 
@@ -95,13 +107,38 @@ async def test_clan_messages_never_cross_to_another_clan_on_another_replica(
         await assert_next_content(client, "sentinel")
 
 
+def clans_on_every_shard(cluster: Cluster, topology: str, new_id: Callable[[], str]) -> list[str]:
+    """One clan id per master serving room channels (one for a single Redis)."""
+    if topology == "one-redis":
+        return [new_id()]
+    names, by_master = names_for(topology), {}
+    with RedisCluster.from_url(cluster.redis_url) as client:
+        masters = {node.name for node in client.get_primaries()}
+        while len(by_master) < len(masters):
+            clan = new_id()
+            node = client.get_node_from_key(names.room_channel(f"clan:{clan}"))
+            by_master.setdefault(node.name, clan)
+    return list(by_master.values())
+
+
+async def test_clans_on_every_shard_reach_their_members_on_every_replica(
+    cluster: Cluster, topology: str, new_id: Callable[[], str]
+) -> None:
+    for clan in clans_on_every_shard(cluster, topology, new_id):
+        members = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
+        for sender in members:
+            content = f"to {clan} from replica {members.index(sender)}"
+            await sender.send({"event": "clanMessage", "data": {"content": content}})
+            for member in members:
+                await assert_next_content(member, content)
+
+
 async def test_a_malformed_publish_on_a_room_channel_does_not_stop_delivery(
-    cluster: Cluster, new_id: Callable[[], str]
+    cluster: Cluster, topology: str, new_id: Callable[[], str]
 ) -> None:
     """A foreign publisher writing garbage to a room channel: logged and dropped, delivery goes on."""
     clients = [await on(cluster, r, token(new_id())) for r in (0, 1, 2)]
-    with redis.Redis.from_url(cluster.redis_url) as client:
-        assert client.publish("chat:room:global", "not a chat frame") == 3
+    assert publish_to_room_channel(cluster, topology, "global", "not a chat frame") == 3
     await clients[0].send({"event": "globalMessage", "data": {"content": "after the garbage"}})
     for receiver in clients:
         await assert_next_content(receiver, "after the garbage")
@@ -181,9 +218,12 @@ async def test_killing_one_replica_leaves_the_others_serving(tmp_path: Path, new
 
 
 async def test_redis_outage_gives_not_available_and_delivery_resumes_without_restarts(
-    tmp_path: Path, new_id: Callable[[], str]
+    tmp_path: Path, mongo_standin_url: str, new_id: Callable[[], str]
 ) -> None:
-    with Cluster(2, workdir=tmp_path / "c", env=suite_env()) as cluster:
+    """The message stored during the outage reaches both replicas live after it, from their catch-up
+    (on one shared store, as in production), before anything sent later."""
+    store = {"MONGODB_URL": mongo_standin_url, "MONGODB_DB": f"chat_test_{new_id()}", "CHAT_PLAYERS_FROM_DB": "false"}
+    with Cluster(2, workdir=tmp_path / "c", env=suite_env(**store)) as cluster:
         clan = new_id()
         sender = await on(cluster, 0, token(new_id(), clan_id=clan))
         reader = await on(cluster, 1, token(new_id(), clan_id=clan))
@@ -204,6 +244,8 @@ async def test_redis_outage_gives_not_available_and_delivery_resumes_without_res
         for replica in cluster.replicas:
             await wait_ready(replica.url, 200)
         assert [replica.pid for replica in cluster.replicas] == pids, "a replica was restarted"
+        for client in (sender, reader):
+            await assert_next_content(client, "into the void")
         await sender.post("clan", "back again")
         await assert_next_content(reader, "back again")
         history = httpx.get(
@@ -213,3 +255,82 @@ async def test_redis_outage_gives_not_available_and_delivery_resumes_without_res
             timeout=5,
         ).json()
         assert [m["_id"] for m in history["data"]["ChatMessage"]][1] == stored_id
+
+
+async def test_after_a_redis_restart_the_first_message_from_every_replica_reaches_every_replica(
+    tmp_path: Path, new_id: Callable[[], str]
+) -> None:
+    """Pooled connections the old Redis closed must not cost the next publish (or rate-limit check)."""
+    with Cluster(3, workdir=tmp_path / "c", env=suite_env()) as cluster:
+        clan = new_id()
+        clients = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
+
+        async def everyone_gets_one_message_from_each_replica(label: str) -> None:
+            for sender, content in zip(clients, [f"{label} from replica {r}" for r in (0, 1, 2)], strict=True):
+                await sender.send({"event": "clanMessage", "data": {"content": content}})
+                for client in clients:
+                    await assert_next_content(client, content)
+
+        await everyone_gets_one_message_from_each_replica("before")
+        cluster.stop_redis()
+        cluster.start_redis()
+        await every_replica_subscribed_again(cluster, f"chat:room:clan:{clan}")
+        await everyone_gets_one_message_from_each_replica("after")
+
+
+async def every_replica_subscribed_again(cluster: Cluster, channel: str) -> None:
+    """Wait, as seen from Redis, until each replica's subscriber is back on ``channel``.
+
+    Not through ``/readyz``: its ping would take (and so repair) the one stale connection in the pool.
+    """
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+    with redis.Redis.from_url(cluster.redis_url) as admin:
+        while admin.pubsub_numsub(channel) != [(channel.encode(), len(cluster.replicas))]:
+            assert asyncio.get_running_loop().time() < deadline, f"the replicas never subscribed to {channel} again"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_message_redis_refused_reaches_every_replica_live_once_redis_takes_publishes_again(
+    tmp_path: Path, new_id: Callable[[], str]
+) -> None:
+    """Redis out of memory refuses the numbered publish while every subscriber stays connected: no
+    catch-up would ever notice, so the replica publishes the stored message again, and once only."""
+    with Cluster(3, workdir=tmp_path / "c", env=suite_env()) as cluster:
+        clan = new_id()
+        clients = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
+        with redis.Redis.from_url(cluster.redis_url) as admin:
+            admin.config_set("maxmemory", "1")
+            await clients[0].send({"event": "clanMessage", "data": {"content": "refused at first"}})
+            error = (await clients[0].recv())["error"][0]
+            assert error["reason"] == "NOT_AVAILABLE"
+            admin.config_set("maxmemory", "0")
+        for client in clients:
+            await assert_next_content(client, "refused at first")
+        await clients[1].send({"event": "clanMessage", "data": {"content": "and the next one"}})
+        for client in clients:
+            await assert_next_content(client, "and the next one")
+
+
+async def test_after_a_redis_restart_the_rate_limit_holds_from_the_first_message(
+    tmp_path: Path, new_id: Callable[[], str]
+) -> None:
+    """The limiter's pooled connection is stale too: its first take must not fail open."""
+    limits = {"CHAT_MESSAGE_RATE": "0.01", "CHAT_MESSAGE_BURST": "1"}
+    with Cluster(1, workdir=tmp_path / "c", env=suite_env(**limits)) as cluster:
+        clan = new_id()
+        sender = await on(cluster, 0, token(new_id(), clan_id=clan))
+        await sender.post("clan", "before the restart")
+        assert await refused(sender, "too soon") == "TOO_MANY_REQUESTS"
+        cluster.stop_redis()
+        cluster.start_redis()
+        await every_replica_subscribed_again(cluster, f"chat:room:clan:{clan}")
+        await sender.post("clan", "first after the restart")  # Redis forgot the bucket: a full one
+        assert await refused(sender, "second after the restart") == "TOO_MANY_REQUESTS"
+
+
+async def refused(sender: Client, content: str) -> str:
+    """Send a clan message that must be refused; the reason of the one error frame."""
+    await sender.send({"event": "clanMessage", "data": {"content": content}})
+    frame = await sender.recv()
+    assert "error" in frame, frame
+    return str(frame["error"][0]["reason"])

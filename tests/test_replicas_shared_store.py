@@ -3,7 +3,8 @@ subscriber connection, a skipped sequence number, a rolling restart under a stea
 moves read from the game database, and one subscriber connection per replica.
 
 The replicas share one store (MongoStore over the wire-protocol stand-in, ``tests/mongo_standin.py``),
-as production replicas share MongoDB, and one real ``redis-server``.
+as production replicas share MongoDB, and one real ``redis-server``; the module's shared replicas
+run once on it and once on a local three-master Redis Cluster.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bson import ObjectId
 
 from chatserver.client import ChatClient
 from tests.harness import Client, suite_env, token
+from tests.redis_topology import TOPOLOGIES, incr_room_seq, on_every_master, replicas_on, room_subscribers
 from tests.test_metrics import scrape
 from tests.test_resume import RECOVERED, frames_until_ready, resume, summary
 from tools.cluster import Cluster
@@ -40,10 +42,15 @@ def shared_store_env(mongo_standin_url: str, **extra: str) -> dict[str, str]:
     )
 
 
+@pytest.fixture(scope="module", params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, mongo_standin_url: str) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, mongo_standin_url: str, topology: str) -> Iterator[Cluster]:
     env = shared_store_env(mongo_standin_url)
-    with Cluster(3, workdir=tmp_path_factory.mktemp("shared-store"), env=env) as running:
+    with replicas_on(topology, tmp_path_factory.mktemp("shared-store"), env) as running:
         yield running
 
 
@@ -100,18 +107,17 @@ async def readers_get_exactly(readers: list[Client], contents: list[str]) -> Non
 
 
 async def test_a_killed_subscriber_connection_loses_nothing_while_messages_flow(
-    cluster: Cluster, new_id: Callable[[], str]
+    cluster: Cluster, topology: str, new_id: Callable[[], str]
 ) -> None:
     clan = new_id()
     readers = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
     sender = await on(cluster, 0, token(new_id(), clan_id=clan))
     contents = [f"flow {n}" for n in range(80)]
-    with redis.Redis.from_url(cluster.redis_url) as admin:
-        for n, content in enumerate(contents):
-            await sender.send({"event": "clanMessage", "data": {"content": content}})
-            if n == 30:
-                assert admin.client_kill_filter(_type="pubsub") == 3  # every replica's subscriber, mid-stream
-            await asyncio.sleep(0.005)
+    for n, content in enumerate(contents):
+        await sender.send({"event": "clanMessage", "data": {"content": content}})
+        if n == 30:  # every replica's subscriber connections, mid-stream
+            assert on_every_master(cluster, topology, lambda admin: int(admin.client_kill_filter(_type="pubsub"))) >= 3
+        await asyncio.sleep(0.005)
     await readers_get_exactly([*readers, sender], contents)
     await sender.send({"event": "clanMessage", "data": {"content": "and nothing more"}})
     await readers_get_exactly(readers, ["and nothing more"])
@@ -120,15 +126,14 @@ async def test_a_killed_subscriber_connection_loses_nothing_while_messages_flow(
 
 
 async def test_a_skipped_sequence_number_makes_the_room_catch_up_without_repeats(
-    cluster: Cluster, new_id: Callable[[], str]
+    cluster: Cluster, topology: str, new_id: Callable[[], str]
 ) -> None:
     clan = new_id()
     readers = [await on(cluster, r, token(new_id(), clan_id=clan)) for r in (0, 1, 2)]
     sender = await on(cluster, 1, token(new_id(), clan_id=clan))
     await sender.send({"event": "clanMessage", "data": {"content": "before the gap"}})
     await readers_get_exactly([*readers, sender], ["before the gap"])
-    with redis.Redis.from_url(cluster.redis_url) as admin:
-        admin.incr(f"chat:seq:clan:{clan}")  # as if a frame had been published and lost
+    incr_room_seq(cluster, topology, f"clan:{clan}")  # as if a frame had been published and lost
     for content in ("after the gap", "and live again"):
         await sender.send({"event": "clanMessage", "data": {"content": content}})
     await readers_get_exactly([*readers, sender], ["after the gap", "and live again"])
@@ -204,22 +209,29 @@ async def test_with_the_game_database_a_clan_change_there_moves_the_players_sock
 
 
 async def test_each_replica_holds_one_subscriber_connection_and_a_clan_channel_only_while_it_has_members(
-    cluster: Cluster, new_id: Callable[[], str]
+    cluster: Cluster, topology: str, new_id: Callable[[], str]
 ) -> None:
+    """One Redis: one subscriber connection per replica. A cluster: at most one per replica and master."""
     clan = new_id()
-    channel = f"chat:room:clan:{clan}"
-    with redis.Redis.from_url(cluster.redis_url, decode_responses=True) as admin:
-        assert len(admin.client_list(_type="pubsub")) == 3, "one subscriber connection per replica"
-        first = await on(cluster, 0, token(new_id(), clan_id=clan))
-        second = await on(cluster, 0, token(new_id(), clan_id=clan))
-        assert admin.pubsub_numsub(channel) == [(channel, 1)], "one subscription for both local sockets"
-        await first.close()
-        await second.post("clan", "still subscribed")
-        assert admin.pubsub_numsub(channel) == [(channel, 1)]
-        await second.close()
-        for _ in range(200):  # the replica unsubscribes once it notices the last close: poll, no fixed sleep
-            if admin.pubsub_numsub(channel) == [(channel, 0)]:
-                break
-            await asyncio.sleep(0.01)
-        assert admin.pubsub_numsub(channel) == [(channel, 0)]
-        assert len(admin.client_list(_type="pubsub")) == 3
+
+    def subscriber_connections() -> int:
+        return on_every_master(cluster, topology, lambda admin: len(admin.client_list(_type="pubsub")))
+
+    if topology == "one-redis":
+        assert subscriber_connections() == 3, "one subscriber connection per replica"
+    else:
+        assert 3 <= subscriber_connections() <= 3 * 3, "at most one subscriber connection per replica and master"
+    first = await on(cluster, 0, token(new_id(), clan_id=clan))
+    second = await on(cluster, 0, token(new_id(), clan_id=clan))
+    assert room_subscribers(cluster, topology, f"clan:{clan}") == 1, "one subscription for both local sockets"
+    await first.close()
+    await second.post("clan", "still subscribed")
+    assert room_subscribers(cluster, topology, f"clan:{clan}") == 1
+    await second.close()
+    for _ in range(200):  # the replica unsubscribes once it notices the last close: poll, no fixed sleep
+        if room_subscribers(cluster, topology, f"clan:{clan}") == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert room_subscribers(cluster, topology, f"clan:{clan}") == 0
+    if topology == "one-redis":
+        assert subscriber_connections() == 3

@@ -12,6 +12,10 @@ two-second warm-up); the answer is the highest offered load with p99 under 50 ms
 
 On a 2-core machine the three replicas and Redis share core 0 and the load process has core 1, so
 the figures are those of one core running the whole cluster, not of three machines.
+
+``--redis-cluster N`` runs the same steps twice, on one Redis and then on a local N-master Redis
+Cluster (``tools/redis_cluster.py``, also on core 0), and reports both side by side with each Redis
+process's CPU share (the cluster's per shard).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from bench import processes, report
 from bench.processes import LoadClient, Server
+from tools.redis_cluster import LocalRedisCluster
 
 CLAN_SIZE = 30
 REPLICAS = 3
@@ -34,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rates", help="offered messages/s per step, comma-separated")
     parser.add_argument("--seconds", type=float, help="seconds per step (default 8, quick 4)")
     parser.add_argument("--global-every", type=int, default=100, help="one message in N to the global room")
+    parser.add_argument("--redis-cluster", type=int, metavar="N", help="also run on an N-master Redis Cluster")
 
 
 def run(args: argparse.Namespace) -> report.Report:
@@ -47,27 +53,70 @@ def run(args: argparse.Namespace) -> report.Report:
         f"steps {rates} msg/s of {seconds:g}s; logs in {workdir}",
         flush=True,
     )
+    runs = {"one Redis": _run_on_one_redis(workdir / "one-redis", sockets, rates, seconds, args.global_every)}
+    if args.redis_cluster:
+        name = f"Redis Cluster, {args.redis_cluster} masters"
+        print(f"  now on a {args.redis_cluster}-master Redis Cluster", flush=True)
+        runs[name] = _run_on_cluster(
+            workdir / "redis-cluster", args.redis_cluster, sockets, rates, seconds, args.global_every
+        )
+    return _report(sockets, seconds, args.global_every, runs, workdir)
+
+
+def _run_on_one_redis(
+    workdir: Any, sockets: int, rates: list[float], seconds: float, global_every: int
+) -> list[dict[str, Any]]:
+    workdir.mkdir(parents=True)
     redis = processes.redis_server(workdir)
+    try:
+        redis.start()
+        assert redis.pid is not None
+        url = f"redis://{processes.HOST}:{redis.port}/0"
+        return _steps(workdir, url, {"redis": redis.pid}, sockets, rates, seconds, global_every)
+    finally:
+        redis.stop()
+
+
+def _run_on_cluster(
+    workdir: Any, masters: int, sockets: int, rates: list[float], seconds: float, global_every: int
+) -> list[dict[str, Any]]:
+    with LocalRedisCluster(masters, workdir=workdir, wrapper=processes.taskset(processes.SERVER_CPU)) as cluster:
+        shards = {f"shard {n}": node.pid for n, node in enumerate(cluster.nodes) if node.pid is not None}
+        return _steps(workdir, cluster.url, shards, sockets, rates, seconds, global_every)
+
+
+def _steps(
+    workdir: Any,
+    redis_url: str,
+    redis_pids: dict[str, int],
+    sockets: int,
+    rates: list[float],
+    seconds: float,
+    global_every: int,
+) -> list[dict[str, Any]]:
+    """Three replicas on ``redis_url`` and the load stepped up; each step with the CPU share of each Redis."""
     replicas: list[Server] = []
     load: LoadClient | None = None
     steps: list[dict[str, Any]] = []
     try:
-        redis.start()
-        env = {"REDIS_URL": f"redis://{processes.HOST}:{redis.port}/0", "CHAT_OUTBOUND_QUEUE_FRAMES": "4096"}
+        env = {"REDIS_URL": redis_url, "CHAT_OUTBOUND_QUEUE_FRAMES": "4096"}
         replicas = [processes.chat_server(workdir, env) for _ in range(REPLICAS)]
         for replica in replicas:
             replica.start()
-        server_pids = [redis.pid, *(replica.pid for replica in replicas)]
+        server_pids = [*redis_pids.values(), *(replica.pid for replica in replicas)]
         load = LoadClient({"ports": [replica.port for replica in replicas]}).start()
         opened = load.call("open", count=sockets, clan_size=CLAN_SIZE, listener="latency")
         if opened["open"] < sockets:
             raise RuntimeError(f"only {opened['open']}/{sockets} sockets opened: {opened['failures']}")
-        load.call("load", rate=rates[0], seconds=2.0, global_every=args.global_every, wait=60)  # warm-up
+        load.call("load", rate=rates[0], seconds=2.0, global_every=global_every, wait=60)  # warm-up
         for rate in rates:
-            cpu, started = sum(processes.cpu_seconds(pid) for pid in server_pids), time.monotonic()
-            step = load.call("load", rate=rate, seconds=seconds, global_every=args.global_every, wait=seconds + 60)
-            cpu = sum(processes.cpu_seconds(pid) for pid in server_pids) - cpu
-            step["server_cpu_share"] = cpu / (time.monotonic() - started)  # sending and draining
+            before = {pid: processes.cpu_seconds(pid) for pid in server_pids}
+            started = time.monotonic()
+            step = load.call("load", rate=rate, seconds=seconds, global_every=global_every, wait=seconds + 60)
+            wall = time.monotonic() - started
+            used = {pid: processes.cpu_seconds(pid) - before[pid] for pid in server_pids}
+            step["server_cpu_share"] = sum(used.values()) / wall  # sending and draining
+            step["redis_cpu_share"] = {name: used[pid] / wall for name, pid in redis_pids.items()}
             steps.append(step)
             if step["latency_ms"].get("p99", float("inf")) > STOP_P99_MS or step["delivered"] < step["expected"]:
                 print("    saturated: no higher steps", flush=True)
@@ -77,18 +126,21 @@ def run(args: argparse.Namespace) -> report.Report:
             load.stop()
         for replica in replicas:
             replica.stop()
-        redis.stop()
-    return _report(sockets, seconds, args.global_every, steps, workdir)
+    return steps
 
 
 def _report(
-    sockets: int, seconds: float, global_every: int, steps: list[dict[str, Any]], workdir: Any
+    sockets: int, seconds: float, global_every: int, runs: dict[str, list[dict[str, Any]]], workdir: Any
 ) -> report.Report:
     result = report.Report(
-        scenario="replicas",
-        title=f"Cross-replica latency: Redis + {REPLICAS} replicas, {sockets:,} sockets in clans of {CLAN_SIZE}",
-        options={"sockets": sockets, "seconds_per_step": seconds, "global_every": global_every},
+        scenario="replicas" if len(runs) == 1 else "replicas-cluster",  # a cluster run keeps the plain one's files
+        title=f"Cross-replica latency: {' beside '.join(runs)}; {REPLICAS} chat replicas, "
+        f"{sockets:,} sockets in clans of {CLAN_SIZE}",
+        options={"sockets": sockets, "seconds_per_step": seconds, "global_every": global_every, "runs": list(runs)},
     )
+    steps = runs["one Redis"]
+    if len(runs) > 1:
+        result.tables.append(_side_by_side(runs))
     rows = []
     for s in steps:
         lat = s["latency_ms"]
@@ -165,8 +217,8 @@ def _report(
         "so near 1.0 means that core was saturated.",
         f"cluster logs: {workdir}",
     ]
-    result.raw = {"steps": steps}
-    result.plot = "replicas.png"
+    result.raw = {"steps": steps, "runs": runs}
+    result.plot = f"{result.scenario}.png"
     report.plot(
         report.RESULTS / result.plot,
         [
@@ -174,10 +226,7 @@ def _report(
                 "Send-to-receive latency against offered load",
                 "offered messages/s",
                 "latency (ms)",
-                {
-                    p: [(s["rate"], s["latency_ms"][p]) for s in steps if p in s["latency_ms"]]
-                    for p in ("p50", "p95", "p99")
-                },
+                _latency_series(runs),
                 logy=True,
                 hline=(TARGET_P99_MS, "p99 target 50 ms"),
             ),
@@ -185,8 +234,42 @@ def _report(
                 "Deliveries per second against offered load",
                 "offered messages/s",
                 "deliveries/s",
-                {"delivered": [(s["rate"], s["delivered"] / (s["sending_seconds"] or 1)) for s in steps]},
+                {
+                    f"delivered, {name}" if len(runs) > 1 else "delivered": [
+                        (s["rate"], s["delivered"] / (s["sending_seconds"] or 1)) for s in run
+                    ]
+                    for name, run in runs.items()
+                },
             ),
         ],
     )
     return result
+
+
+def _side_by_side(runs: dict[str, list[dict[str, Any]]]) -> report.Table:
+    """Per offered load, each topology's deliveries/s, p99 and the CPU share of each of its Redis processes."""
+    rows = []
+    for name, steps in runs.items():
+        for s in steps:
+            shares = ", ".join(f"{shard} {share:.2f}" for shard, share in s["redis_cpu_share"].items())
+            rows.append(
+                [name, s["rate"], s["delivered"] / (s["sending_seconds"] or 1), s["latency_ms"].get("p99"), shares]
+            )
+    return report.Table(
+        "One Redis and a Redis Cluster side by side (Redis CPU: core seconds per wall second, per process)",
+        ["topology", "offered msg/s", "deliveries/s", "p99 ms", "Redis CPU share"],
+        rows,
+    )
+
+
+def _latency_series(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[float, float]]]:
+    """p50/p95/p99 of the one run, or the p99 of each topology when there are several."""
+    if len(runs) == 1:
+        [steps] = runs.values()
+        return {
+            p: [(s["rate"], s["latency_ms"][p]) for s in steps if p in s["latency_ms"]] for p in ("p50", "p95", "p99")
+        }
+    return {
+        f"p99, {name}": [(s["rate"], s["latency_ms"]["p99"]) for s in steps if "p99" in s["latency_ms"]]
+        for name, steps in runs.items()
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from chatserver.protocol import MembershipChange
 
@@ -36,26 +37,46 @@ class RoomFrame:
 
 
 RoomFrameHandler = Callable[[str, RoomFrame], None]
-"""Called with (room name, frame) for every frame published to a room this worker subscribes to."""
+"""Called with (room name, frame) for every frame to deliver to the sockets of a room."""
 
 MembershipHandler = Callable[[MembershipChange], Awaitable[None]]
 
-ResubscribedHandler = Callable[[], None]
-"""Called each time the worker's subscription is (re)established: frames published while it was
-broken never arrive, so every followed room must catch up from the store."""
+
+class BrokerEventHandler(ABC):
+    """Everything a broker hands to its worker: one handler, registered once with ``Broker.start``.
+
+    The broker only moves frames; noticing lost ones and repairing them is the handler's job.
+    """
+
+    @abstractmethod
+    def handle_room_frame(self, room: str, frame: RoomFrame) -> None:
+        """A frame published to a room this worker subscribes to, with the room's ``seq`` for it."""
+
+    @abstractmethod
+    async def handle_membership(self, change: MembershipChange) -> None:
+        """A player left or joined a clan; called in the order the changes were published."""
+
+    @abstractmethod
+    def handle_resubscribed(self) -> None:
+        """The subscription was (re)established: frames published while it was broken never arrive."""
+
+
+class RoomSubscriptions(Protocol):
+    """Following rooms: what the hub needs, from the broker or from whatever stands in front of it."""
+
+    async def subscribe(self, room: str) -> None:
+        """Begin receiving the frames of ``room``; returns once a frame published after it would arrive."""
+
+    async def unsubscribe(self, room: str) -> None:
+        """Stop receiving the frames of ``room``."""
 
 
 class Broker(ABC):
-    """Carries frames between workers. ``start`` is given the worker's handlers before any subscribe."""
+    """Carries frames between workers; ``start`` registers the worker's one handler before any subscribe."""
 
     @abstractmethod
-    async def start(
-        self,
-        on_room_frame: RoomFrameHandler,
-        on_membership: MembershipHandler,
-        on_resubscribed: ResubscribedHandler | None = None,
-    ) -> None:
-        """Connect and begin delivering to the handlers."""
+    async def start(self, handler: BrokerEventHandler) -> None:
+        """Connect and begin delivering to ``handler``."""
 
     @abstractmethod
     async def stop(self) -> None:
@@ -63,7 +84,7 @@ class Broker(ABC):
 
     @abstractmethod
     async def subscribe(self, room: str) -> None:
-        """Begin receiving the frames of ``room``."""
+        """Begin receiving the frames of ``room``; returns once a frame published after it would arrive."""
 
     @abstractmethod
     async def unsubscribe(self, room: str) -> None:

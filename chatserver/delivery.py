@@ -1,18 +1,11 @@
-"""Gapless room delivery: a broker wrapper that notices lost frames and replays them from the store.
+"""The receive side, between broker and hub: each room's frames once each, in order, lost ones repaired.
 
 Redis pub/sub drops whatever is published while a subscriber is disconnected or too far behind. The
-store is the source of truth, so this worker repairs its rooms from it instead of losing frames:
-
-- every room's frames carry a sequence number (``RoomFrame.seq``); a number that skips ahead means
-  frames were lost on the way, and a re-established subscription means they may have been;
-- the room then *catches up*: live frames are held, the store is asked for the room's changes since
-  the newest one delivered here (less a margin for clocks and in-flight writes), those not delivered
-  yet go out in order, then the held frames, skipping versions already delivered.
-
-Versions are compared by ``updatedAt``: every change a worker stores gets its own later millisecond
-(``ChangeClock``), so only two replicas changing one message within the same millisecond can look
-alike; the later of those then shows with the message's next change.
-The hub sees an ordinary broker; publishes pass straight through to the real one.
+store is the source of truth, so a room that may have lost frames *catches up* from it: a ``seq``
+that skips ahead, or a re-established subscription, holds the room's live frames while the store's
+changes since the newest one delivered here (less a margin for clocks and in-flight writes) go out,
+then the held frames, each version of a message once (versions are told apart by ``updatedAt``,
+which every stored change advances).
 """
 
 from __future__ import annotations
@@ -20,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from chatserver import metrics
-from chatserver.broker.base import Broker, MembershipHandler, ResubscribedHandler, RoomFrame, RoomFrameHandler
-from chatserver.chat import ChatService
+from chatserver.broker.base import Broker, BrokerEventHandler, MembershipHandler, RoomFrame, RoomFrameHandler
 from chatserver.frames import iso_millis
 from chatserver.protocol import MembershipChange
 from chatserver.protocol.vocabulary import RoomKey
@@ -41,6 +35,22 @@ CATCH_UPS_AT_ONCE = 8
 """Store reads in flight for catch-ups: a Redis reconnect makes every followed room catch up at once."""
 REMEMBERED_PER_ROOM = 1024
 """Versions delivered per room kept to skip repeats; a catch-up reads at most a few seconds back."""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A room's changes as broadcast frames, oldest first; ``complete`` is False when some were left out."""
+
+    frames: list[RoomFrame]
+    complete: bool
+
+
+class ChangeReader(Protocol):
+    """The one thing catch-up needs from the use cases: a room's changes read back from the store."""
+
+    async def changes(self, room: RoomKey, since: datetime, limit: int, known: Container[str] = ...) -> Changes:
+        """Frames for the changes after ``since`` (``known``: ids already shown); raises ``StoreUnavailable``."""
+        ...
 
 
 @dataclass
@@ -74,50 +84,45 @@ class _RoomFeed:
         return max(datetime.fromisoformat(self.newest) - CATCH_UP_MARGIN, followed)
 
 
-class CatchUpBroker(Broker):
-    """Wraps the real broker; delivers each room's frames to the hub once each, in order, lost ones included."""
+class Delivery(BrokerEventHandler):
+    """The broker's one handler: room frames to the hub in order and repaired, membership changes on.
 
-    def __init__(self, inner: Broker, chat: ChatService) -> None:
-        self._inner = inner
-        self._chat = chat
+    The hub follows rooms through it (``subscribe``/``unsubscribe``), so it knows which rooms to
+    repair and since when. It owns the broker's lifecycle: ``start`` registers it, ``stop`` stops both.
+    """
+
+    def __init__(self, broker: Broker, reader: ChangeReader) -> None:
+        self._broker = broker
+        self._reader = reader
         self._feeds: dict[str, _RoomFeed] = {}
-        self._on_room_frame: RoomFrameHandler | None = None
+        self._to_hub: RoomFrameHandler | None = None
+        self._on_membership: MembershipHandler | None = None
         self._catch_ups: set[asyncio.Task[None]] = set()
         self._store_reads = asyncio.Semaphore(CATCH_UPS_AT_ONCE)
 
-    async def start(
-        self,
-        on_room_frame: RoomFrameHandler,
-        on_membership: MembershipHandler,
-        on_resubscribed: ResubscribedHandler | None = None,
-    ) -> None:
-        self._on_room_frame = on_room_frame
-        await self._inner.start(self._receive, on_membership, self._resubscribed)
+    async def start(self, to_hub: RoomFrameHandler, on_membership: MembershipHandler) -> None:
+        """Register with the broker: from now on frames go to ``to_hub`` and changes to ``on_membership``."""
+        self._to_hub, self._on_membership = to_hub, on_membership
+        await self._broker.start(self)
 
     async def stop(self) -> None:
         for task in list(self._catch_ups):
             task.cancel()
         await asyncio.gather(*self._catch_ups, return_exceptions=True)
-        await self._inner.stop()
+        await self._broker.stop()
 
     async def subscribe(self, room: str) -> None:
-        self._feeds.setdefault(room, _RoomFeed(followed_at=iso_millis(datetime.now(UTC))))
-        await self._inner.subscribe(room)
+        # A millisecond back: stamps are cut to milliseconds, and a change stamped in the very
+        # millisecond the room was followed may have been stored after it.
+        followed_at = iso_millis(datetime.now(UTC) - timedelta(milliseconds=1))
+        self._feeds.setdefault(room, _RoomFeed(followed_at=followed_at))
+        await self._broker.subscribe(room)
 
     async def unsubscribe(self, room: str) -> None:
         self._feeds.pop(room, None)
-        await self._inner.unsubscribe(room)
+        await self._broker.unsubscribe(room)
 
-    async def publish(self, room: str, frame: RoomFrame) -> None:
-        await self._inner.publish(room, frame)
-
-    async def publish_membership(self, change: MembershipChange) -> None:
-        await self._inner.publish_membership(change)
-
-    async def ping(self) -> bool:
-        return await self._inner.ping()
-
-    def _receive(self, room: str, frame: RoomFrame) -> None:
+    def handle_room_frame(self, room: str, frame: RoomFrame) -> None:
         """Deliver in sequence, or hold the frame while the room catches up."""
         feed = self._feeds.get(room)
         if feed is None:
@@ -132,7 +137,11 @@ class CatchUpBroker(Broker):
             feed.last_seq = frame.seq  # also after a counter reset (a Redis restart without persistence)
             self._deliver(room, feed, frame)
 
-    def _resubscribed(self) -> None:
+    async def handle_membership(self, change: MembershipChange) -> None:
+        if self._on_membership is not None:
+            await self._on_membership(change)
+
+    def handle_resubscribed(self) -> None:
         """Anything may have been published while the subscription was down: every room catches up
         (a room already catching up reads the store again once its current read is done)."""
         for room, feed in self._feeds.items():
@@ -148,8 +157,8 @@ class CatchUpBroker(Broker):
         if not feed.is_new(frame.message_id, frame.updated_at):
             return
         feed.remember(frame.message_id, frame.updated_at)
-        if self._on_room_frame is not None:
-            self._on_room_frame(room, frame)
+        if self._to_hub is not None:
+            self._to_hub(room, frame)
 
     def _start_catch_up(self, room: str, feed: _RoomFeed) -> None:
         task = asyncio.create_task(self._catch_up(room, feed), name=f"catch-up-{room}")
@@ -173,12 +182,12 @@ class CatchUpBroker(Broker):
             held, feed.held, feed.last_seq = feed.held or [], None, None
             if self._feeds.get(room) is feed:
                 for frame in sorted(held, key=lambda f: f.seq):
-                    self._receive(room, frame)
+                    self.handle_room_frame(room, frame)
 
     async def _read_missed(self, room: str, feed: _RoomFeed) -> None:
         try:
             async with self._store_reads:
-                changes = await self._chat.changes(
+                changes = await self._reader.changes(
                     RoomKey.from_name(room), feed.catch_up_from(), CATCH_UP_LIMIT, known=feed.delivered.keys()
                 )
         except StoreUnavailable:
