@@ -70,6 +70,12 @@ class Settings:
     head_timeout_seconds: int = 10
     max_pending_heads: int = 4096
     clan_ledger_seconds: int = 30 * 24 * 3600
+    console_enabled: bool = True
+
+    @property
+    def mints_console_tokens(self) -> bool:
+        """The console may sign tokens from a name only in development: anyone could claim any player."""
+        return self.console_enabled and self.environment == "development"
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -131,6 +137,7 @@ class Settings:
             head_timeout_seconds=_int(env, "CHAT_HEAD_TIMEOUT_SECONDS", 10),
             max_pending_heads=_int(env, "CHAT_MAX_PENDING_HEADS", 4096),
             clan_ledger_seconds=_int(env, "CHAT_CLAN_LEDGER_SECONDS", 30 * 24 * 3600),
+            console_enabled=_bool(env, "CHAT_CONSOLE", default=(_text(env, "CHAT_ENV") or "").lower() != "production"),
         )
         settings.check()
         return settings
