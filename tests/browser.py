@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -71,9 +71,15 @@ class Browser:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def wait_for(self, condition: Callable[[Browser], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
-        """The first truthy value of ``condition(self)``; on timeout, a screenshot and a failure naming ``what``."""
+        """The first truthy value of ``condition(self)``; on timeout, a screenshot and a failure naming ``what``.
+
+        An element the page redrew while ``condition`` read it is no failure: the next poll reads it again.
+        """
+        wait = WebDriverWait(
+            self.driver, timeout, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+        )
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(lambda _: condition(self))
+            return wait.until(lambda _: condition(self))
         except TimeoutException:
             shot = self.screenshot(f"timeout-{what}")
             pytest.fail(f"{what}: not seen within {timeout}s (screenshot {shot})\n{self.driver.page_source[:4000]}")

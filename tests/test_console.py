@@ -30,6 +30,24 @@ def console_server(server_factory: ServerFactory) -> ServerProcess:
     return server_factory()
 
 
+def served_modules(entry: str) -> dict[str, str]:
+    """Every JavaScript module the page loads, following ``import ... from "./x.js"`` from the entry module."""
+    found: dict[str, str] = {}
+    waiting = [entry]
+    while waiting:
+        url = waiting.pop()
+        if url in found:
+            continue
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 200, url
+        assert "javascript" in response.headers["content-type"], url
+        found[url] = response.text
+        waiting += [
+            urljoin(url, module) for module in re.findall(r'^import .* from "(\./[\w-]+\.js)";$', response.text, re.M)
+        ]
+    return found
+
+
 def test_console_page_and_its_assets_come_from_this_server(console_server: ServerProcess) -> None:
     page = httpx.get(f"{console_server.http_url}/console", timeout=10)
     assert page.status_code == 200
@@ -38,13 +56,23 @@ def test_console_page_and_its_assets_come_from_this_server(console_server: Serve
     assert not re.search(r"(?:https?:)?//", page.text), "an absolute or CDN URL in the console page"
     links = AssetLinks()
     links.feed(page.text)
-    assert links.scripts == ["/console/assets/console.js"]
+    assert links.scripts == ["/console/assets/main.js"]
     assert links.stylesheets == ["/console/assets/console.css"]
-    for asset, kind in [(links.scripts[0], "javascript"), (links.stylesheets[0], "css")]:
-        response = httpx.get(urljoin(f"{console_server.http_url}/console", asset), timeout=10)
-        assert response.status_code == 200
-        assert kind in response.headers["content-type"]
-        assert not re.search(r"https?://", response.text), f"{asset} names another host"
+    stylesheet = httpx.get(urljoin(str(page.url), links.stylesheets[0]), timeout=10)
+    assert stylesheet.status_code == 200 and "css" in stylesheet.headers["content-type"]
+    modules = served_modules(urljoin(str(page.url), links.scripts[0]))
+    assert {url.rsplit("/", 1)[1] for url in modules} == {
+        "main.js",
+        "log.js",
+        "session.js",
+        "socket.js",
+        "rooms.js",
+        "views.js",
+        "moderator.js",
+        "operator.js",
+    }
+    for url, text in [(stylesheet.url, stylesheet.text), *modules.items()]:
+        assert not re.search(r"https?://", text), f"{url} names another host"
     assert 'data-mint="true"' in page.text
 
 
