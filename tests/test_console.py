@@ -307,3 +307,36 @@ async def test_the_operator_view_shows_this_replicas_sockets_rooms_and_message_r
     browser.screenshot("operator")
     await client.close()
     assert page.console_errors() == []
+
+
+# --- behind a proxy prefix, and the moderator's view ---------------------------------------------
+
+
+def test_the_console_works_under_the_root_path(
+    server_factory: ServerFactory, browsers: BrowserFactory, new_id: Callable[[], str]
+) -> None:
+    server = server_factory(CHAT_ROOT_PATH="/api")
+    page = ConsolePage(browsers(), server, "/api/console")
+    page.sign_in(unique("Proxied"), new_id())
+    page.send("clan", "through /api")
+    page.message("clan", "through /api")
+    assert page.console_errors() == []
+
+
+def test_only_a_moderator_token_shows_the_moderator_view(
+    console_server: ServerProcess, browsers: BrowserFactory, new_id: Callable[[], str]
+) -> None:
+    clan = new_id()
+    player, moderator = ConsolePage(browsers(), console_server), ConsolePage(browsers(), console_server)
+    player.sign_in(unique("Player"), clan)
+    moderator.sign_in(unique("Moderator"), clan, moderator=True)
+    player.send("clan", "may be moderated")
+    moderator.message("clan", "may be moderated")
+
+    assert not player.browser.find("#tab-moderator").is_displayed()
+    assert player.message("clan", "may be moderated").find_elements("css selector", '[data-action^="moderator"]') == []
+    assert moderator.browser.find("#tab-moderator").is_displayed()
+    actions = moderator.message("clan", "may be moderated").find_elements("css selector", "button[data-action]")
+    assert [button.get_attribute("data-action") for button in actions][-3:] == ["report", "moderator-delete", "mute"]
+    moderator.browser.screenshot("moderator-sees-a-player-message")
+    assert player.console_errors() == [] and moderator.console_errors() == []
