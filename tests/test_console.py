@@ -340,3 +340,14 @@ def test_only_a_moderator_token_shows_the_moderator_view(
     assert [button.get_attribute("data-action") for button in actions][-3:] == ["report", "moderator-delete", "mute"]
     moderator.browser.screenshot("moderator-sees-a-player-message")
     assert player.console_errors() == [] and moderator.console_errors() == []
+
+
+def test_the_console_speaks_the_wiki_dialect_in_a_game_deployment(
+    server_factory: ServerFactory, browsers: BrowserFactory, new_id: Callable[[], str]
+) -> None:
+    server = server_factory(CHAT_DIALECT="game")
+    page = ConsolePage(browsers(), server)
+    page.sign_in(unique("Gamer"), new_id())  # waits for ready, which a game-dialect socket never gets
+    page.send("global", "asked for altzone-chat.wiki")
+    page.message("global", "asked for altzone-chat.wiki")
+    assert page.console_errors() == []

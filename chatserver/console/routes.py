@@ -12,8 +12,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from chatserver.auth import mint_token
-from chatserver.errors import ChatError
-from chatserver.protocol import ErrorDetail, ErrorReason
+from chatserver.http_errors import error_response
+from chatserver.protocol.errors import ChatError
+from chatserver.protocol.models import ErrorDetail
+from chatserver.protocol.vocabulary import ErrorReason
 from chatserver.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -63,7 +65,7 @@ def console_routes(settings: Settings) -> list[BaseRoute]:
         try:
             wanted = _dev_token_request(await request.body())
         except ChatError as error:
-            return error.http_response()
+            return error_response(error)
         player_id = dev_player_id(wanted.name)
         token = mint_token(
             settings,

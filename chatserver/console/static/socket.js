@@ -6,11 +6,13 @@ import { session, WS_BASE } from "./session.js";
 const RESUME_OVERLAP_MS = 2000; // as the reference client: catches a change stamped just before the newest seen
 const BACKOFF_CAP_MS = 5000;
 const PENDING_LIMIT = 100;
+const WIKI_DIALECT = "altzone-chat.wiki";
 const CLOSE_MEANINGS = {
   1000: "closed normally",
   1001: "server going away: reconnecting",
+  1003: "binary frames are not accepted",
   1006: "connection dropped or refused: reconnecting",
-  1008: "policy: slow consumer or too many sockets of this player",
+  1008: "policy: slow consumer, too many sockets of this player or too many refused frames",
   1009: "frame too large",
   1011: "server error: reconnecting",
   1012: "server draining for a restart: reconnecting",
@@ -90,7 +92,8 @@ function open(resume) {
   if (resume && since) params.set("since", new Date(Date.parse(since) - RESUME_OVERLAP_MS).toISOString());
   log("info", params.has("since") ? `connecting, resuming since ${params.get("since")}` : "connecting");
   setStatus("Connecting…");
-  const socket = new WebSocket(`${WS_BASE}/ws/chat?${params}`);
+  // Ask for the wiki dialect by name: a game deployment's default dialect sends no ready, errors or closes.
+  const socket = new WebSocket(`${WS_BASE}/ws/chat?${params}`, [WIKI_DIALECT]);
   link.socket = socket;
   socket.addEventListener("message", (event) => socket === link.socket && onFrame(event.data));
   socket.addEventListener("close", (event) => socket === link.socket && onClose(event));
