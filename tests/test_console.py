@@ -351,3 +351,30 @@ def test_the_console_speaks_the_wiki_dialect_in_a_game_deployment(
     page.send("global", "asked for altzone-chat.wiki")
     page.message("global", "asked for altzone-chat.wiki")
     assert page.console_errors() == []
+
+
+def test_a_refused_frame_shows_its_reason_in_the_log(
+    server_factory: ServerFactory, browsers: BrowserFactory, new_id: Callable[[], str]
+) -> None:
+    server = server_factory(CHAT_FEELINGS="Happy,Sad")
+    page = ConsolePage(browsers(), server)
+    page.sign_in(unique("Feeler"), new_id())
+    page.send("clan", "how do I feel", feeling="excited")
+    line = page.wait_for_log("error", "clan message refused")
+    assert "WRONG_ENUM feeling" in line.text
+    page.browser.screenshot("refused-frame")
+    assert page.browser.find_all("#room-clan .message") == []
+    assert page.console_errors() == []
+
+
+def test_an_expired_token_shows_4401_and_does_not_reconnect(
+    console_server: ServerProcess, browsers: BrowserFactory, new_id: Callable[[], str]
+) -> None:
+    page = ConsolePage(browsers(), console_server)
+    page.browser.find("#token").send_keys(token(new_id(), name="Brief", exp_in=3))
+    page.connect()
+    page.wait_for_log("close", "closed 4401")
+    assert page.browser.find("#status").text == "Closed 4401: token expired: get a new token"
+    assert not any("reconnecting" in line for line in page.log_lines())
+    assert page.browser.find("#global-content").get_attribute("disabled") == "true"
+    assert page.console_errors() == []

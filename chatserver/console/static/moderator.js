@@ -50,26 +50,40 @@ async function loadMutes() {
   list.replaceChildren();
   for (const entry of answer.body.mutes) {
     const line = item(`${entry.player_id} until ${entry.until}${entry.reason ? `: ${entry.reason}` : ""} `);
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = "Unmute";
-    button.setAttribute("aria-label", `Unmute ${entry.player_id}`);
-    button.addEventListener("click", () => unmute(entry.player_id));
-    line.append(button);
+    line.classList.add("mute");
+    line.dataset.playerId = entry.player_id;
+    line.append(actionButton("Unmute", `Unmute ${entry.player_id}`, () => unmute(entry.player_id)));
     list.append(line);
   }
   if (!answer.body.mutes.length) list.append(item("No one is muted."));
 }
 
+function actionButton(label, name, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = label;
+  button.setAttribute("aria-label", name);
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+/** Each report: when, which room, the message as it was reported, who wrote it, who reported it and why. */
 async function loadReports() {
   const answer = await api("GET", "/chat/moderation/reports?limit=50");
   if (!answer.ok) return;
   const list = $("#reports");
   list.replaceChildren();
   for (const report of answer.body.reports) {
-    const parts = [report.at ?? report.createdAt, `message ${report.message_id}`, `by ${report.player_id ?? "?"}`];
-    if (report.reason) parts.push(`: ${report.reason}`);
-    list.append(item(parts.filter(Boolean).join(" ")));
+    const room = report.chat === "clan" ? `clan ${report.clan_id}` : "global";
+    const why = report.reason ? `: ${report.reason}` : "";
+    const line = item(`${report.at} ${room} "${report.content}" by ${report.sender_id}, reported by ${report.reporter_id}${why} `);
+    line.classList.add("report");
+    line.dataset.messageId = report.message_id;
+    line.append(
+      actionButton("Delete message", `Delete the message reported by ${report.reporter_id}`, () => deleteAsModerator(report.message_id)),
+      actionButton("Mute sender", `Mute ${report.sender_id}`, () => prepareMute(report.sender_id)),
+    );
+    list.append(line);
   }
   if (!answer.body.reports.length) list.append(item("No reports."));
 }

@@ -53,7 +53,17 @@ export function apply(chat, event, message) {
   draw(chat, message);
 }
 
+/** A token with profile claims but no clan_id has no clan; one with none (a game token) may, in the game database. */
+function mayHaveClan() {
+  return Boolean(session.claims.clan_id) || session.claims.name === undefined;
+}
+
 export async function loadHistory(chat) {
+  if (chat === "clan" && !mayHaveClan()) {
+    hasClan = false;
+    document.querySelector("#room-clan-title").textContent = "Clan (none)";
+    return;
+  }
   const answer = await api("GET", `/chat/history?type=${chat}&limit=${HISTORY_PAGE}`);
   if (chat === "clan") {
     hasClan = answer.ok;
