@@ -15,6 +15,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
 from chatserver.console.routes import dev_player_id
+from chatserver.settings import Settings, SettingsError
 from tests.browser import PHONE, Browser, BrowserFactory
 from tests.conftest import ServerFactory
 from tests.console_page import ConsolePage
@@ -130,6 +131,26 @@ def test_development_can_switch_the_console_off(server_factory: ServerFactory) -
     off = server_factory(CHAT_CONSOLE="false")
     assert httpx.get(f"{off.http_url}/console", timeout=10).status_code == 404
     assert httpx.post(f"{off.http_url}/console/dev-token", json={"name": "x"}, timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("env", "console", "mints"),
+    [
+        ({}, True, True),
+        ({"CHAT_CONSOLE": "false"}, False, False),
+        ({"CHAT_ENV": "production", "JWT_SECRET": TEST_SECRET}, False, False),
+        ({"CHAT_ENV": "production", "JWT_SECRET": TEST_SECRET, "CHAT_CONSOLE": "on"}, True, False),
+    ],
+    ids=["development", "switched-off", "production", "production-switched-on"],
+)
+def test_console_settings(env: dict[str, str], console: bool, mints: bool) -> None:
+    settings = Settings.from_env(env)
+    assert (settings.console_enabled, settings.mints_console_tokens) == (console, mints)
+
+
+def test_chat_console_must_be_true_or_false() -> None:
+    with pytest.raises(SettingsError, match="CHAT_CONSOLE must be true or false, not 'maybe'"):
+        Settings.from_env({"CHAT_CONSOLE": "maybe"})
 
 
 # --- players in Chromium -------------------------------------------------------------------------
@@ -277,6 +298,8 @@ def test_the_page_fits_a_phone_screen(
     width = browser.run("return window.innerWidth")
     assert width <= PHONE[0]
     assert browser.run("return document.documentElement.scrollWidth") <= width, "the page scrolls sideways"
+    assert browser.find("#session").get_attribute("open") is None, "the session forms fold away once connected"
+    assert browser.find("#room-global").rect["y"] < PHONE[1], "the global room starts on the first screen"
     global_room = browser.find("#room-global").rect
     clan_room = browser.find("#room-clan").rect
     assert global_room["y"] + global_room["height"] <= clan_room["y"], "rooms stack on a phone"

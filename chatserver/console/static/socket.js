@@ -7,6 +7,7 @@ const RESUME_OVERLAP_MS = 2000; // as the reference client: catches a change sta
 const BACKOFF_CAP_MS = 5000;
 const PENDING_LIMIT = 100;
 const WIKI_DIALECT = "altzone-chat.wiki";
+const NARROW = "(max-width: 720px)"; // as console.css
 const CLOSE_MEANINGS = {
   1000: "closed normally",
   1001: "server going away: reconnecting",
@@ -153,6 +154,8 @@ function onReady(frame) {
   const clan = session.claims.clan_id ? `, clan ${session.claims.clan_id}` : "";
   const resumed = frame.recovered === undefined ? "" : `: resumed, recovered ${frame.recovered}`;
   log("ready", `ready${resumed}`);
+  // On a phone the session forms would push the rooms off the first screen; they fold away.
+  if (matchMedia(NARROW).matches) document.querySelector("#session").open = false;
   setStatus(`Connected as ${who}${clan}${resumed}`);
   if (frame.recovered === true) {
     enableSending("global", true);
