@@ -208,7 +208,7 @@ def test_a_refused_token_shows_the_reason_in_the_log(console_server: ServerProce
     page.browser.screenshot("refused-token")
 
 
-def test_the_page_shows_the_drain_close_code_and_resumes_after_a_restart(
+async def test_the_page_shows_the_drain_close_code_and_resumes_after_a_restart(
     mongo_standin_url: str, browsers: BrowserFactory, tmp_path: Path, new_id: Callable[[], str]
 ) -> None:
     env = {
@@ -236,6 +236,19 @@ def test_the_page_shows_the_drain_close_code_and_resumes_after_a_restart(
         assert page.message("clan", "before the restart")
         page.browser.screenshot("resumed")
         assert "resumed, recovered true" in page.browser.find("#status").text
+
+        # Away on purpose: what was said meanwhile is replayed by the resume, before ready.
+        page.browser.find("#disconnect-button").click()
+        page.wait_for_log("info", "disconnected")
+        other = await Client.connect(second, token(new_id(), name="Veikko", clan_id=clan))
+        await other.post("clan", "while you were away")
+        await other.close()
+        page.browser.find("#resume-button").click()
+        page.browser.wait_for(
+            lambda b: len([line for line in page.log_lines() if "ready: resumed, recovered true" in line]) == 2,
+            "a second resume's ready",
+        )
+        page.message("clan", "while you were away")
         assert page.console_errors(allow_unreachable=True) == []
     finally:
         first.stop()
