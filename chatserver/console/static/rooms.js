@@ -91,7 +91,7 @@ function itemOf(chat, id) {
   return listOf(chat).querySelector(`.message[data-id="${CSS.escape(id)}"]`);
 }
 
-/** Put the message's item in place, oldest first; a keyboard user's focus stays on the button pressed. */
+/** Put the message's item in place, newest first under the send form; a keyboard user's focus stays on the button pressed. */
 function draw(chat, message) {
   const list = listOf(chat);
   const existing = itemOf(chat, message._id);
@@ -100,9 +100,9 @@ function draw(chat, message) {
   if (existing) {
     existing.replaceWith(item);
   } else {
-    const later = [...list.children].find((other) => other.dataset.created > message.createdAt);
-    list.insertBefore(item, later ?? null);
-    if (!later) list.scrollTop = list.scrollHeight;
+    const older = [...list.children].find((other) => other.dataset.created < message.createdAt);
+    list.insertBefore(item, older ?? null);
+    if (older === list.firstElementChild) list.scrollTop = 0;
   }
   if (focused) item.querySelector(`[data-action="${CSS.escape(focused)}"]`)?.focus();
 }
