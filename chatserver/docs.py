@@ -8,6 +8,7 @@ OpenAPI 3.1 document of ``/openapi.json`` (4.x said "does not specify a valid ve
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
@@ -34,7 +35,24 @@ _PAGE = """<!DOCTYPE html>
 </html>
 """
 
-swagger_assets = StaticFiles(directory=str(swagger_ui_path))
+
+
+def swagger_ui_5_directory() -> Path:
+    """Swagger UI 5's assets in ``swagger_ui_bundle``, found by name.
+
+    The old ``swagger-ui-bundle`` 1.x has the same import name: installed beside ``-v2`` it points
+    ``swagger_ui_path`` at its 4.15.5 (which cannot read OpenAPI 3.1) but leaves version 5 in place.
+    """
+    found = sorted(
+        Path(str(swagger_ui_path)).parent.glob("swagger-ui-5.*"),
+        key=lambda path: tuple(int(part) for part in path.name.removeprefix("swagger-ui-").split(".")),
+    )
+    if not found:
+        raise RuntimeError("Swagger UI 5 is not installed: pip install 'swagger-ui-bundle-v2>=5.31,<6'")
+    return found[-1]
+
+
+swagger_assets = StaticFiles(directory=str(swagger_ui_5_directory()))
 
 
 async def swagger_page(request: Request) -> HTMLResponse:
