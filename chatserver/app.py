@@ -12,7 +12,8 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from chatserver import http
-from chatserver.docs import swagger_assets, swagger_page
+from chatserver.console import console_routes
+from chatserver.docs import index_endpoint, swagger_assets, swagger_page
 from chatserver.openapi import build_openapi
 from chatserver.services import Services
 from chatserver.settings import Settings
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> ASGIApp:
         return JSONResponse(openapi_document)
 
     routes: list[BaseRoute] = [
+        Route("/", index_endpoint(settings), methods=["GET"]),
         WebSocketRoute("/ws/chat", chat_socket),
         Route("/chat/history", http.history, methods=["GET"]),
         Route("/healthz", http.healthz, methods=["GET"]),
@@ -38,6 +40,7 @@ def create_app(settings: Settings) -> ASGIApp:
         Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
         Route("/docs", swagger_page, methods=["GET"]),
         Mount("/docs/assets", app=swagger_assets, name="swagger-assets"),
+        *console_routes(settings),
     ]
     if settings.root_path:
         routes = [Mount(settings.root_path, routes=list(routes)), *routes]

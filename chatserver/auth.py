@@ -78,11 +78,12 @@ def mint_token(
     clan_id: str | None = None,
     profile_id: str | None = None,
     avatar: dict[str, Any] | None = None,
+    roles: list[str] | None = None,
     ttl_seconds: float | None = 30 * 24 * 3600,
 ) -> str:
     """A signed token like the game's ``POST /auth/signIn`` issues, plus optional profile claims."""
     claims: dict[str, Any] = {"player_id": player_id, "iat": int(time.time())}
-    optional = {"profile_id": profile_id, "name": name, "clan_id": clan_id, "avatar": avatar}
+    optional = {"profile_id": profile_id, "name": name, "clan_id": clan_id, "avatar": avatar, "roles": roles}
     claims.update({key: value for key, value in optional.items() if value is not None})
     if ttl_seconds is not None:
         claims["exp"] = int(time.time() + ttl_seconds)

@@ -70,6 +70,17 @@ class Settings:
     head_timeout_seconds: int = 10
     max_pending_heads: int = 4096
     clan_ledger_seconds: int = 30 * 24 * 3600
+    console: bool | None = None
+
+    @property
+    def console_enabled(self) -> bool:
+        """``CHAT_CONSOLE`` if set, else on everywhere but production."""
+        return self.console if self.console is not None else not self.is_production
+
+    @property
+    def mints_console_tokens(self) -> bool:
+        """The console may sign tokens from a name only in development: anyone could claim any player."""
+        return self.console_enabled and self.environment == "development"
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -131,6 +142,7 @@ class Settings:
             head_timeout_seconds=_int(env, "CHAT_HEAD_TIMEOUT_SECONDS", 10),
             max_pending_heads=_int(env, "CHAT_MAX_PENDING_HEADS", 4096),
             clan_ledger_seconds=_int(env, "CHAT_CLAN_LEDGER_SECONDS", 30 * 24 * 3600),
+            console=_optional_bool(env, "CHAT_CONSOLE"),
         )
         settings.check()
         return settings
@@ -220,6 +232,10 @@ def _dialect(env: Mapping[str, str]) -> tuple[Dialect, tuple[str, ...]]:
     if dialect is None:
         raise SettingsError(f"CHAT_ENVELOPE must be 'plain' or 'wrapped', not {envelope!r}")
     return dialect, (f"CHAT_ENVELOPE is deprecated: use CHAT_DIALECT={dialect.value}",)
+
+
+def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
+    return None if _text(env, name) is None else _bool(env, name, default=False)
 
 
 def _root_path(raw: str) -> str:

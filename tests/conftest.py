@@ -13,7 +13,7 @@ import pytest
 from tests.game_client import GameClient
 from tests.harness import Client, ServerProcess
 
-pytest_plugins = ["tests.standin_fixtures"]
+pytest_plugins = ["tests.standin_fixtures", "tests.browser"]
 
 ServerFactory = Callable[..., ServerProcess]
 

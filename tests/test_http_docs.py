@@ -12,6 +12,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.browser import BrowserFactory
 from tests.conftest import ServerFactory
 from tests.harness import Client, ServerProcess, token
 
@@ -244,6 +245,58 @@ def test_docs_page_loads_swagger_ui_from_this_server_not_a_cdn(embedded_server: 
     check_docs_page(embedded_server, "/docs")
 
 
+def documented_operations(server: ServerProcess, prefix: str = "") -> list[str]:
+    """Every operation of the server's OpenAPI document as Swagger UI labels it: method and path."""
+    paths = get(server, f"{prefix}/openapi.json").json()["paths"]
+    return sorted(f"{method.upper()}{path}" for path, item in paths.items() for method in item)
+
+
+def rendered_operations(server: ServerProcess, path: str, browsers: BrowserFactory, shot: str) -> list[str]:
+    """Open Swagger UI in headless Chromium and read the operations it lists (method and path, as shown)."""
+    browser = browsers()
+    browser.open(f"{server.http_url}{path}")
+    browser.wait_for_element(".opblock-summary-path", "/chat/history")
+    browser.screenshot(shot)
+    assert browser.find_all(".errors-wrapper") == [], browser.find(".errors-wrapper").text
+    assert browser.console_errors() == []
+    return sorted(
+        block.find_element("css selector", ".opblock-summary-method").text
+        + block.find_element("css selector", ".opblock-summary-path").text
+        for block in browser.find_all(".opblock")
+    )
+
+
+def test_docs_page_renders_every_operation_in_chromium(
+    embedded_server: ServerProcess, browsers: BrowserFactory
+) -> None:
+    operations = rendered_operations(embedded_server, "/docs", browsers, "docs")
+    assert operations == documented_operations(embedded_server)
+    assert {"GET/chat/history", "POST/internal/membership", "GET/healthz", "GET/readyz"} <= set(operations)
+
+
+# --- GET / ---------------------------------------------------------------------------------------
+
+
+def test_the_root_links_to_the_docs_the_console_and_health(embedded_server: ServerProcess) -> None:
+    response = get(embedded_server, "/")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "service": "Altzone chat",
+        "links": {
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "console": "/console",
+            "healthz": "/healthz",
+            "readyz": "/readyz",
+            "websocket": "/ws/chat",
+        },
+    }
+    for name, link in response.json()["links"].items():
+        if name != "websocket":
+            assert get(embedded_server, link).status_code == 200, link
+
+
 # --- health --------------------------------------------------------------------------------------
 
 
@@ -319,6 +372,18 @@ def test_root_path_history_without_a_token_is_401(api_server: ServerProcess, pre
 @PREFIXES
 def test_root_path_docs_page_and_its_assets_load(api_server: ServerProcess, prefix: str) -> None:
     check_docs_page(api_server, f"{prefix}/docs")
+
+
+def test_root_path_docs_page_renders_in_chromium(api_server: ServerProcess, browsers: BrowserFactory) -> None:
+    operations = rendered_operations(api_server, "/api/docs", browsers, "docs-under-api")
+    assert operations == documented_operations(api_server, "/api")
+
+
+@PREFIXES
+def test_root_path_root_links_carry_the_prefix(api_server: ServerProcess, prefix: str) -> None:
+    links = get(api_server, f"{prefix}/").json()["links"]
+    assert links["docs"] == "/api/docs" and links["console"] == "/api/console"
+    assert get(api_server, links["console"]).status_code == 200
 
 
 @PREFIXES

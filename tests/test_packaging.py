@@ -132,5 +132,8 @@ def test_chatserver_from_the_wheel_serves_health_and_docs(installed: Path, tmp_p
     try:
         server.start()
         assert http_ok(f"http://127.0.0.1:{port}/docs")
+        # The console's page and assets are package data: they must be in the wheel too.
+        for path in ("/console", "/console/assets/main.js", "/console/assets/console.css"):
+            assert http_ok(f"http://127.0.0.1:{port}{path}"), path
     finally:
         server.stop()
