@@ -36,6 +36,8 @@ class ConsolePage:
         self.wait_for_log("ready", "ready")
 
     def send(self, chat: str, content: str, feeling: str | None = None) -> None:
+        """Type into the room's form once it is usable (after ``ready`` and the room's history) and press Enter."""
+        self.browser.wait_for(lambda b: b.find(f"#{chat}-content").is_enabled(), f"the {chat} message box enabled")
         self.browser.find(f"#{chat}-content").send_keys(content)
         if feeling:
             self.browser.find(f"#{chat}-feeling").send_keys(feeling)

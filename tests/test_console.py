@@ -280,6 +280,7 @@ def test_a_keyboard_alone_signs_in_sends_and_reacts(
     type_keys(browser, Keys.ENTER)
     page.wait_for_log("ready", "ready")
 
+    browser.wait_for(lambda b: b.find("#clan-content").is_enabled(), "the clan message box enabled")
     focus_by_tab(browser, "#clan-content")
     type_keys(browser, "typed, not clicked", Keys.ENTER)
     message = page.message("clan", "typed, not clicked")
