@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from chatserver.metrics import REGISTRY
+from chatserver.settings import markdown_table
 from tests.harness import ROOT
 from tests.test_deploy_dockerfile import app_env_names
 
@@ -21,6 +22,10 @@ def test_the_configuration_table_documents_exactly_the_settings_the_app_reads() 
     rows = [line for line in section("Configuration").splitlines() if line.startswith("| `")]
     documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
     assert documented == app_env_names()
+
+
+def test_the_configuration_table_is_the_one_the_settings_declarations_produce() -> None:
+    assert markdown_table() in section("Configuration"), "regenerate it with: chatserver settings --markdown"
 
 
 def test_the_operating_section_names_every_metric() -> None:
