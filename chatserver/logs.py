@@ -91,3 +91,4 @@ def configure_logging(level: str, replica: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # a library's warning becomes a JSON line too, not raw text in the log

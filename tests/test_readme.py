@@ -39,5 +39,5 @@ def test_the_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
     commands = re.search(r"```sh\n(.*?)```", quick_start, re.S)
     assert commands is not None
     lines = [line.split("#")[0].strip() for line in commands.group(1).splitlines() if line.strip()]
-    assert lines == ["pip install -e '.[test]' && chatserver", "scripts/test"]
+    assert lines == ["scripts/setup && .venv/bin/chatserver", "scripts/test"]
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("\nscripts/test")
