@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import socket
 import sys
 import urllib.error
@@ -21,7 +22,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from chatserver.auth import mint_token
 from chatserver.broker.base import BrokerUnavailable
 from chatserver.protocol import MembershipAction, MembershipChange
-from chatserver.settings import Settings, SettingsError, markdown_table
+from chatserver.settings import Settings, SettingsError, markdown_table, misspelt
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 INTERRUPTED = 130  # what a shell reports for a program stopped by Ctrl-C
@@ -230,6 +231,8 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _settings(settings: Settings) -> None:
+    for warning in misspelt():
+        print(f"chatserver settings: {warning}", file=sys.stderr)
     shown = settings.shown()
     width = max(len(name) + len(value) for name, value, _ in shown) + 1
     for name, value, told in shown:
@@ -305,6 +308,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     except ListenError as error:
         sys.exit(f"chatserver: {error}")
     configure_logging(args.log_level, replica=f"{socket.gethostname()}:{args.port}")
+    for warning in misspelt():
+        logging.getLogger(__name__).warning(warning)
     if args.workers > 1:
         app: object = "chatserver.app:app_from_env"
     else:

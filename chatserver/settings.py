@@ -9,7 +9,9 @@ No other module reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -76,6 +78,17 @@ def comma_list(name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def origins(name: str, raw: str) -> tuple[str, ...]:
+    """Browser origins as the ``Origin`` header sends them: ``scheme://host[:port]``, no path, lower case."""
+    listed = comma_list(name, raw)
+    for origin in listed:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise SettingsError(
+                f"{name}: {origin!r} is not an origin such as https://game.example.com (scheme://host[:port], no path)"
+            )
+    return tuple(origin.lower() for origin in listed)
+
+
 def member_of(kind: type[E]) -> Callable[[str, str], E]:
     """One of the enum's values, case-insensitively (a typo such as ``prod`` is refused, never guessed)."""
 
@@ -108,8 +121,8 @@ def root_path(name: str, raw: str) -> str:
 
 
 def algorithm(name: str, raw: str) -> str:
-    if raw in HMAC_MIN_BYTES:
-        return raw
+    if raw.upper() in HMAC_MIN_BYTES:
+        return raw.upper()
     raise SettingsError(f"{name} must be {_one_of(tuple(HMAC_MIN_BYTES))}, not {raw!r}")
 
 
@@ -440,7 +453,7 @@ class Settings:
         (),
         Variable(
             "CHAT_ALLOWED_ORIGINS",
-            comma_list,
+            origins,
             "comma-separated browser origins allowed to connect; game clients send no `Origin` and are always let in",
             shown_default="none: any",
         ),
@@ -617,6 +630,21 @@ def declared() -> Iterator[tuple[dataclasses.Field[Any], Told[Any]]]:
     for spec in dataclasses.fields(Settings):
         if "variable" in spec.metadata:
             yield spec, spec.metadata["variable"]
+
+
+def misspelt(env: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each variable in ``env`` that is not a setting but looks like one (a typo is ignored silently
+    otherwise); unrelated variables, such as those Kubernetes adds for Services, are not close enough to name."""
+    env = os.environ if env is None else env
+    known = [name for _, variable in declared() for name in variable.names]
+    warnings = []
+    for name in sorted(env):
+        if name in known or not name.startswith(("CHAT_", "JWT_", "REDIS_", "MONGODB_")):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        if close:
+            warnings.append(f"{name} is not a setting and is ignored: did you mean {close[0]}?")
+    return warnings
 
 
 def markdown_table() -> str:

@@ -334,3 +334,12 @@ def test_bench_without_its_extra_is_one_line() -> None:
         "python3 -m bench needs the bench extra (matplotlib, pyinstrument, orjson not installed): "
         "python3 -m pip install -e '.[bench]'\n"
     )
+
+
+def test_a_misspelt_setting_is_a_warning_at_start_naming_the_one_meant(server_factory: ServerFactory) -> None:
+    server = server_factory(CHAT_MAX_SOCKET="3")
+    warnings = [(e["logger"], e["message"]) for e in log_entries(server) if e["level"] == "WARNING"]
+    assert (
+        "chatserver.cli",
+        "CHAT_MAX_SOCKET is not a setting and is ignored: did you mean CHAT_MAX_SOCKETS?",
+    ) in warnings

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from chatserver.settings import DEV_JWT_SECRET, Environment, Rate, Settings, SettingsError, declared, markdown_table
+from chatserver.settings import (
+    DEV_JWT_SECRET,
+    Environment,
+    Rate,
+    Settings,
+    SettingsError,
+    declared,
+    markdown_table,
+    misspelt,
+)
 
 LONG_SECRET = "s" * 32
 BACKENDS = {"REDIS_URL": "redis://127.0.0.1:6379/0", "MONGODB_URL": "mongodb://127.0.0.1:27017"}
@@ -113,3 +122,34 @@ def test_the_markdown_table_has_a_row_per_declaration() -> None:
     rows = markdown_table().splitlines()[2:]
     assert len(rows) == len(list(declared()))
     assert rows[0].startswith("| `JWT_SECRET` | development secret (warns) |")
+
+
+# Every variable that is not free text refuses a value it cannot use, naming itself.
+FREE_TEXT = {"JWT_SECRET", "MONGODB_DB", "CHAT_REDIS_PREFIX", "CHAT_ROOT_PATH", "CHAT_FEELINGS", "CHAT_INTERNAL_TOKEN"}
+
+
+@pytest.mark.parametrize(
+    "name", [name for _, variable in declared() for name in variable.names if name not in FREE_TEXT]
+)
+def test_every_setting_that_is_not_free_text_refuses_nonsense_naming_itself(name: str) -> None:
+    assert refusal({name: "-1 nonsense"}).startswith(f"{name} must be" if name != "CHAT_ALLOWED_ORIGINS" else name)
+
+
+def test_allowed_origins_must_be_origins_as_browsers_send_them() -> None:
+    assert refusal({"CHAT_ALLOWED_ORIGINS": "https://altzone.fi,altzone.fi"}) == (
+        "CHAT_ALLOWED_ORIGINS: 'altzone.fi' is not an origin such as https://game.example.com "
+        "(scheme://host[:port], no path)"
+    )
+    assert refusal({"CHAT_ALLOWED_ORIGINS": "https://altzone.fi/"}).startswith(
+        "CHAT_ALLOWED_ORIGINS: 'https://altzone.fi/'"
+    )
+    allowed = Settings.from_env({"CHAT_ALLOWED_ORIGINS": "https://Altzone.fi, http://localhost:3000"}).allowed_origins
+    assert allowed == ("https://altzone.fi", "http://localhost:3000")
+
+
+def test_a_misspelt_setting_is_named_with_the_one_meant_and_unrelated_variables_are_not() -> None:
+    env = {"CHAT_MAX_SOCKET": "3", "REDIS_URI": "redis://r", "CHAT_CHATSERVER_SERVICE_HOST": "10.0.0.1", "HOME": "/"}
+    assert misspelt(env) == [
+        "CHAT_MAX_SOCKET is not a setting and is ignored: did you mean CHAT_MAX_SOCKETS?",
+        "REDIS_URI is not a setting and is ignored: did you mean REDIS_URL?",
+    ]
