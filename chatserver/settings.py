@@ -1,9 +1,8 @@
 """One typed settings object, built from the environment once at start-up and passed down.
 
-Each setting is declared once, as a field of ``Settings``: its default, its environment variable,
-the parser that turns the variable's text into the value, and its help text. ``from_env``, the
-``chatserver settings`` command and the README's configuration table are all read off those fields.
-No other module reads ``os.environ``.
+Each setting is declared once, as a field of ``Settings``: its default and its environment variable
+with parser and help text (``chatserver.variables``). ``from_env``, ``chatserver settings`` and the
+README's configuration table are all read off those fields. No other module reads ``os.environ``.
 """
 
 from __future__ import annotations
@@ -11,25 +10,36 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 from chatserver.protocol.inbound import InboundRules
 from chatserver.protocol.vocabulary import GAME_REACTIONS, MOODS, Dialect
+from chatserver.variables import (
+    HMAC_MIN_BYTES,
+    Rate,
+    RateVariables,
+    SettingsError,
+    Told,
+    Variable,
+    algorithm,
+    boolean,
+    comma_list,
+    hidden,
+    mask_url,
+    member_of,
+    origins,
+    read_text,
+    root_path,
+    setting,
+    text,
+    url,
+    whole_number,
+)
 
 DEV_JWT_SECRET = "altzone-chat-development-secret-do-not-use-in-production"
-
-T = TypeVar("T")
-E = TypeVar("E", bound=StrEnum)
-T_co = TypeVar("T_co", covariant=True)
-
-
-class SettingsError(ValueError):
-    """A setting is malformed or unsafe; the message names the variable."""
 
 
 class Environment(StrEnum):
@@ -37,195 +47,6 @@ class Environment(StrEnum):
 
     DEVELOPMENT = "development"
     PRODUCTION = "production"
-
-
-@dataclass(frozen=True)
-class Rate:
-    """A token bucket: ``per_second`` tokens refill it up to ``burst``."""
-
-    per_second: float
-    burst: int
-
-
-# --- parsers: (variable name, stripped non-empty text) -> value, or SettingsError naming the variable ---
-
-
-def text(name: str, raw: str) -> str:
-    return raw
-
-
-def whole_number(name: str, raw: str) -> int:
-    """A whole number of at least 1 (every count, size and duration here is)."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise SettingsError(f"{name} must be at least 1, not {value}")
-    return value
-
-
-def boolean(name: str, raw: str) -> bool:
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, not {raw!r}")
-
-
-def comma_list(name: str, raw: str) -> tuple[str, ...]:
-    """A comma-separated list, blanks dropped."""
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-def origins(name: str, raw: str) -> tuple[str, ...]:
-    """Browser origins as the ``Origin`` header sends them: ``scheme://host[:port]``, no path, lower case."""
-    listed = comma_list(name, raw)
-    for origin in listed:
-        if not re.fullmatch(r"https?://[^/\s]+", origin):
-            raise SettingsError(
-                f"{name}: {origin!r} is not an origin such as https://game.example.com (scheme://host[:port], no path)"
-            )
-    return tuple(origin.lower() for origin in listed)
-
-
-def member_of(kind: type[E]) -> Callable[[str, str], E]:
-    """One of the enum's values, case-insensitively (a typo such as ``prod`` is refused, never guessed)."""
-
-    def parse(name: str, raw: str) -> E:
-        try:
-            return kind(raw.lower())
-        except ValueError:
-            raise SettingsError(f"{name} must be {_one_of(tuple(kind))}, not {raw!r}") from None
-
-    return parse
-
-
-def url(*schemes: str) -> Callable[[str, str], str]:
-    """A URL with one of ``schemes`` (``localhost:6379`` alone would be read as a scheme named localhost)."""
-
-    def parse(name: str, raw: str) -> str:
-        scheme = raw.partition("://")[0].lower() if "://" in raw else ""
-        if scheme not in schemes:
-            examples = ", ".join(f"{s}://..." for s in schemes)
-            raise SettingsError(f"{name} must be a URL starting with {examples}, not {mask_url(raw)!r}")
-        return raw
-
-    return parse
-
-
-def root_path(name: str, raw: str) -> str:
-    """Normalise ``api/`` or ``/api/`` to ``/api`` so routes can be mounted under it."""
-    stripped = raw.strip("/")
-    return f"/{stripped}" if stripped else ""
-
-
-def algorithm(name: str, raw: str) -> str:
-    if raw.upper() in HMAC_MIN_BYTES:
-        return raw.upper()
-    raise SettingsError(f"{name} must be {_one_of(tuple(HMAC_MIN_BYTES))}, not {raw!r}")
-
-
-# RFC 7518 §3.2: an HMAC key at least as long as the hash output.
-HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
-
-
-def _one_of(allowed: tuple[str, ...]) -> str:
-    return ", ".join(allowed[:-1]) + f" or {allowed[-1]}" if len(allowed) > 1 else allowed[0]
-
-
-def mask_url(value: str) -> str:
-    """The URL with any password replaced, for logs and ``chatserver settings``."""
-    parts = urlsplit(value)
-    if parts.password is None:
-        return value
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:****@{host}").geturl()
-
-
-# --- one declaration per setting ---------------------------------------------------------------
-
-
-class Told(Protocol[T_co]):
-    """What ``from_env``, ``chatserver settings`` and the README table need of a field's variable(s)."""
-
-    @property
-    def names(self) -> tuple[str, ...]: ...
-    @property
-    def help(self) -> str: ...
-    @property
-    def shown_default(self) -> str | None: ...
-    @property
-    def default_from(self) -> Callable[[Mapping[str, Any]], T_co] | None: ...
-    def read(self, env: Mapping[str, str], default: Any) -> T_co: ...
-    def shown(self, value: Any) -> list[tuple[str, str]]: ...
-    def deprecation(self, env: Mapping[str, str]) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class Variable(Generic[T]):
-    """One environment variable: its name, the parser of its text, its help and how to show its value."""
-
-    name: str
-    parse: Callable[[str, str], T]
-    help: str
-    shown_default: str | None = None  # README wording of the default; None shows the value itself
-    secret: bool = False
-    masked: Callable[[str], str] | None = None  # shows a value with its secret part hidden
-    default_from: Callable[[Mapping[str, Any]], T] | None = None  # a default that follows earlier settings
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (self.name,)
-
-    def read(self, env: Mapping[str, str], default: T) -> T:
-        raw = _text(env, self.name)
-        return default if raw is None else self.parse(self.name, raw)
-
-    def shown(self, value: T) -> list[tuple[str, str]]:
-        """``(variable, text)`` for ``value``, a secret masked."""
-        if self.secret and value is not None:
-            return [(self.name, "(the public development secret)" if value == DEV_JWT_SECRET else "********")]
-        if self.masked is not None and isinstance(value, str):
-            return [(self.name, self.masked(value))]
-        return [(self.name, _shown(value))]
-
-    def deprecation(self, env: Mapping[str, str]) -> str | None:
-        return None
-
-
-@dataclass(frozen=True)
-class RateVariables:
-    """A token bucket told by two variables, ``<prefix>_RATE`` (tokens a second) and ``<prefix>_BURST``."""
-
-    prefix: str
-    help: str
-    shown_default: str | None = None
-    default_from: Callable[[Mapping[str, Any]], Rate] | None = None
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (f"{self.prefix}_RATE", f"{self.prefix}_BURST")
-
-    def read(self, env: Mapping[str, str], default: Rate) -> Rate:
-        rate_name, burst_name = self.names
-        raw = _text(env, rate_name)
-        try:
-            per_second = default.per_second if raw is None else float(raw)
-        except ValueError:
-            raise SettingsError(f"{rate_name} must be a number, not {raw!r}") from None
-        if not 0 < per_second < float("inf"):
-            raise SettingsError(f"{rate_name} must be a number above 0, not {raw!r}")
-        burst = _text(env, burst_name)
-        return Rate(per_second, default.burst if burst is None else whole_number(burst_name, burst))
-
-    def shown(self, value: Rate) -> list[tuple[str, str]]:
-        rate_name, burst_name = self.names
-        return [(rate_name, _shown(value.per_second)), (burst_name, _shown(value.burst))]
-
-    def deprecation(self, env: Mapping[str, str]) -> str | None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -238,10 +59,10 @@ class DialectVariables:
     names: tuple[str, ...] = ("CHAT_DIALECT", "CHAT_ENVELOPE")
 
     def read(self, env: Mapping[str, str], default: Dialect) -> Dialect:
-        raw = _text(env, "CHAT_DIALECT")
+        raw = read_text(env, "CHAT_DIALECT")
         if raw is not None:
             return member_of(Dialect)("CHAT_DIALECT", raw)
-        envelope = _text(env, "CHAT_ENVELOPE")
+        envelope = read_text(env, "CHAT_ENVELOPE")
         if envelope is None:
             return default
         by_envelope = {"plain": Dialect.WIKI, "wrapped": Dialect.GAME}
@@ -253,32 +74,9 @@ class DialectVariables:
         return [("CHAT_DIALECT", value.value)]
 
     def deprecation(self, env: Mapping[str, str]) -> str | None:
-        if _text(env, "CHAT_DIALECT") is not None or _text(env, "CHAT_ENVELOPE") is None:
+        if read_text(env, "CHAT_DIALECT") is not None or read_text(env, "CHAT_ENVELOPE") is None:
             return None
         return f"CHAT_ENVELOPE is deprecated: use CHAT_DIALECT={self.read(env, Dialect.WIKI).value}"
-
-
-def _shown(value: object) -> str:
-    """A value as it would be written in the environment (unset is empty)."""
-    if value is None:
-        return ""
-    if isinstance(value, tuple):
-        return ",".join(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def setting(default: T, variable: Told[T]) -> T:
-    """A ``Settings`` field: ``default`` for code that builds ``Settings()``, ``variable`` for the environment."""
-    return dataclasses.field(default=default, metadata={"variable": variable})
-
-
-def _text(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
 
 
 @dataclass(frozen=True)
@@ -292,7 +90,7 @@ class Settings:
             text,
             "HMAC secret shared with the game backend; at least 32 bytes (HS256) in production",
             shown_default="development secret (warns)",
-            secret=True,
+            masked=lambda value: "(the public development secret)" if value == DEV_JWT_SECRET else hidden(value),
         ),
     )
     jwt_algorithm: str = setting(
@@ -410,7 +208,7 @@ class Settings:
             text,
             "service token for `POST /internal/membership`",
             shown_default="unset: endpoint disabled",
-            secret=True,
+            masked=hidden,
         ),
     )
     message_rate: Rate = setting(
@@ -619,7 +417,7 @@ class Settings:
         """``(variable, value, set in env)`` for every variable, secrets and URL passwords masked."""
         env = os.environ if env is None else env
         return [
-            (name, value, _text(env, name) is not None)
+            (name, value, read_text(env, name) is not None)
             for spec, variable in declared()
             for name, value in variable.shown(getattr(self, spec.name))
         ]
