@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Altzone chat server: serves /ws/chat and /chat/history.",
         epilog=SETTINGS_POINTER,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     serve = commands.add_parser("serve", help="run the server (the default command)", epilog=SETTINGS_POINTER)
     _serve_options(serve)
@@ -137,6 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--token", required=True, type=_non_blank, help="a token, e.g. from chatserver token")
     client.add_argument("--since", type=_timestamp, help="resume from this updatedAt, e.g. 2026-11-25T18:15:33.925Z")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("altzone-chatserver")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _serve_options(parser: argparse.ArgumentParser) -> None:

@@ -297,6 +297,13 @@ def test_help_lists_each_option_with_its_default_and_points_to_the_settings() ->
     assert "(default: 2592000)" in token.stdout and "--avatar AVATAR" in token.stdout
 
 
+def test_version_prints_the_package_version() -> None:
+    from importlib.metadata import version
+
+    result = run_cli("--version", env=clean_env())
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"chatserver {version('altzone-chatserver')}\n", "")
+
+
 def test_settings_prints_what_is_in_effect_with_secrets_masked() -> None:
     result = run_cli(
         "settings",
