@@ -317,7 +317,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         listening = listen(args.host, args.port)
     except ListenError as error:
         sys.exit(f"chatserver: {error}")
-    configure_logging(args.log_level, replica=f"{socket.gethostname()}:{args.port}")
+    replica = f"{socket.gethostname()}:{args.port}"
+    configure_logging(args.log_level, replica)
     for warning in misspelt():
         logging.getLogger(__name__).warning(warning)
     if args.workers > 1:
@@ -326,4 +327,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         from chatserver.app import create_app
 
         app = create_app(settings)
-    serve(app, settings, listening, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+    serve(
+        app,
+        settings,
+        listening,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        replica=replica,
+    )

@@ -17,6 +17,7 @@ import sys
 import uvicorn
 
 from chatserver.app import services_of
+from chatserver.logs import logging_config
 from chatserver.request_head import BoundedHttpToolsProtocol, HeadLimits, PendingHeads
 from chatserver.settings import Settings
 
@@ -57,7 +58,7 @@ class ChatServer(uvicorn.Server):
 
 
 def uvicorn_config(
-    app: object, settings: Settings, *, host: str, port: int, workers: int, log_level: str
+    app: object, settings: Settings, *, host: str, port: int, workers: int, log_level: str, replica: str
 ) -> uvicorn.Config:
     """The one place the uvicorn options are chosen (see README: why websockets-sansio, why a bounded head)."""
     limits = HeadLimits(settings.head_max_bytes, settings.head_timeout_seconds, settings.max_pending_heads)
@@ -75,7 +76,7 @@ def uvicorn_config(
         ws_ping_interval=settings.ping_interval_seconds,
         ws_ping_timeout=settings.ping_timeout_seconds,
         timeout_graceful_shutdown=int(_UVICORN_SHUTDOWN_SECONDS),
-        log_config=None,
+        log_config=logging_config(log_level, replica),
         log_level=log_level,
         access_log=False,
         lifespan="on",
@@ -91,9 +92,10 @@ def serve(
     port: int,
     workers: int,
     log_level: str,
+    replica: str,
 ) -> None:
     """Serve on ``listening`` until SIGTERM/SIGINT; several workers share it through uvicorn's supervisor."""
-    config = uvicorn_config(app, settings, host=host, port=port, workers=workers, log_level=log_level)
+    config = uvicorn_config(app, settings, host=host, port=port, workers=workers, log_level=log_level, replica=replica)
     log.info("listening on http://%s:%d with %d worker(s)", host, port, workers)
     if workers > 1:
         from uvicorn.supervisors import Multiprocess
