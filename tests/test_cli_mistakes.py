@@ -323,6 +323,22 @@ def test_settings_markdown_is_the_readme_table() -> None:
     assert (result.returncode, result.stdout) == (0, markdown_table())
 
 
+def test_python_without_the_dependencies_is_one_line_saying_to_run_setup() -> None:
+    # -S: no site-packages, as Debian's own python3 outside .venv
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "chatserver", "--help"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    missing, _, rest = result.stderr.removeprefix("chatserver: ").partition(" ")
+    assert missing.isidentifier() and not missing.startswith("chatserver"), result.stderr
+    assert rest == f"is not installed for {sys.executable}: run scripts/setup, then .venv/bin/chatserver\n"
+
+
 # --- the benchmarks ------------------------------------------------------------------------------------------
 
 
