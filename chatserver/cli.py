@@ -15,10 +15,10 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Sequence
-from typing import Any, NoReturn
 
 from jwt.warnings import InsecureKeyLengthWarning
 
+from chatserver import options
 from chatserver.auth import mint_token
 from chatserver.broker.base import BrokerUnavailable
 from chatserver.protocol import MembershipAction, MembershipChange
@@ -30,26 +30,6 @@ SETTINGS_POINTER = (
     "Settings are environment variables (JWT_SECRET, REDIS_URL, MONGODB_URL, CHAT_*): `chatserver settings` "
     "prints the values in effect, and README.md's Configuration table explains each."
 )
-
-
-class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default unless it has none or its help already names it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False) or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with the defaults in every option's help and a mistake reported on one line."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _HelpWithDefaults)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -85,13 +65,13 @@ def _run(command: str, args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = Parser(
+    parser = options.Parser(
         prog="chatserver",
         description="Altzone chat server: serves /ws/chat and /chat/history.",
         epilog=SETTINGS_POINTER,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=options.Parser)
     serve = commands.add_parser("serve", help="run the server (the default command)", epilog=SETTINGS_POINTER)
     _serve_options(serve)
     _serve_options(parser)
@@ -100,12 +80,14 @@ def _parser() -> argparse.ArgumentParser:
         help="print a token signed with JWT_SECRET, for development",
         description="Prints an HS256 token the way the game backend signs one.",
     )
-    token.add_argument("--player-id", required=True, type=_non_blank, help="the player_id claim")
+    token.add_argument("--player-id", required=True, type=options.non_blank, help="the player_id claim")
     token.add_argument("--name", help="the name claim (without the game database, the name others see)")
-    token.add_argument("--clan-id", type=_non_blank, help="the clan_id claim (the clan room the player joins)")
-    token.add_argument("--profile-id", type=_non_blank, help="the profile_id claim")
-    token.add_argument("--avatar", type=_json_object, help="the avatar claim, a JSON object such as '{\"hat\": 2}'")
-    token.add_argument("--ttl", type=_positive_seconds, default=30 * 24 * 3600, help="seconds until it expires")
+    token.add_argument("--clan-id", type=options.non_blank, help="the clan_id claim (the clan room the player joins)")
+    token.add_argument("--profile-id", type=options.non_blank, help="the profile_id claim")
+    token.add_argument(
+        "--avatar", type=options.json_object, help="the avatar claim, a JSON object such as '{\"hat\": 2}'"
+    )
+    token.add_argument("--ttl", type=options.positive_seconds, default=30 * 24 * 3600, help="seconds until it expires")
     membership = commands.add_parser(
         "membership",
         help="tell every replica that a player left or joined a clan",
@@ -113,9 +95,9 @@ def _parser() -> argparse.ArgumentParser:
         "otherwise publishes on REDIS_URL.",
     )
     membership.add_argument("action", choices=[a.value for a in MembershipAction], help="what the player did")
-    membership.add_argument("--player-id", required=True, type=_non_blank, help="the player's id")
-    membership.add_argument("--clan-id", required=True, type=_non_blank, help="the clan left or joined")
-    membership.add_argument("--url", type=_http_url, help="a server's base URL, e.g. http://127.0.0.1:8080")
+    membership.add_argument("--player-id", required=True, type=options.non_blank, help="the player's id")
+    membership.add_argument("--clan-id", required=True, type=options.non_blank, help="the clan left or joined")
+    membership.add_argument("--url", type=options.http_url, help="a server's base URL, e.g. http://127.0.0.1:8080")
     settings = commands.add_parser(
         "settings",
         help="print the settings in effect, secrets masked",
@@ -132,11 +114,13 @@ def _parser() -> argparse.ArgumentParser:
         "--url",
         action="append",
         required=True,
-        type=_ws_url,
+        type=options.ws_url,
         help="a /ws/chat URL such as ws://127.0.0.1:8080/ws/chat; repeat for several replicas",
     )
-    client.add_argument("--token", required=True, type=_non_blank, help="a token, e.g. from chatserver token")
-    client.add_argument("--since", type=_timestamp, help="resume from this updatedAt, e.g. 2026-11-25T18:15:33.925Z")
+    client.add_argument("--token", required=True, type=options.non_blank, help="a token, e.g. from chatserver token")
+    client.add_argument(
+        "--since", type=options.timestamp, help="resume from this updatedAt, e.g. 2026-11-25T18:15:33.925Z"
+    )
     return parser
 
 
@@ -151,76 +135,16 @@ def _version() -> str:
 
 def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    parser.add_argument("--port", type=_port, default=8080, help="TCP port to listen on")
+    parser.add_argument("--port", type=options.port, default=8080, help="TCP port to listen on")
     parser.add_argument(
-        "--workers", type=_positive_int, default=1, help="worker processes; above 1 needs REDIS_URL and MONGODB_URL"
+        "--workers",
+        type=options.positive_int,
+        default=1,
+        help="worker processes; above 1 needs REDIS_URL and MONGODB_URL",
     )
     parser.add_argument(
         "--log-level", type=str.lower, choices=LOG_LEVELS, default="info", help="least severe log level"
     )
-
-
-# --- option types: each refuses a bad value with a message argparse puts on one line ---------------
-
-
-def _port(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, not {raw!r}")
-    return int(raw)
-
-
-def _positive_int(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
-        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {raw!r}")
-    return int(raw)
-
-
-def _positive_seconds(raw: str) -> float:
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number of seconds, not {raw!r}") from None
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"a number of seconds above 0 (the token would be born expired), not {raw!r}")
-    return seconds
-
-
-def _non_blank(raw: str) -> str:
-    if not raw.strip():
-        raise argparse.ArgumentTypeError("must not be blank")
-    return raw.strip()
-
-
-def _json_object(raw: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON ({error.msg}): {raw!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"a JSON object such as '{{\"hat\": 2}}', not {raw!r}")
-    return value
-
-
-def _http_url(raw: str) -> str:
-    if not raw.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"an http:// or https:// URL, not {raw!r}")
-    return raw
-
-
-def _ws_url(raw: str) -> str:
-    if not raw.startswith(("ws://", "wss://")):
-        raise argparse.ArgumentTypeError(f"a ws:// or wss:// URL, not {raw!r}")
-    return raw
-
-
-def _timestamp(raw: str) -> str:
-    from datetime import datetime
-
-    try:
-        datetime.fromisoformat(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"an ISO 8601 time such as 2026-11-25T18:15:33.925Z, not {raw!r}") from None
-    return raw
 
 
 # --- the commands ------------------------------------------------------------------------------------
