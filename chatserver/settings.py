@@ -27,6 +27,7 @@ from chatserver.variables import (
     algorithm,
     boolean,
     comma_list,
+    database_name,
     hidden,
     mask_url,
     member_of,
@@ -117,7 +118,7 @@ class Settings:
             masked=mask_url,
         ),
     )
-    mongodb_db: str = setting("altzone", Variable("MONGODB_DB", text, "database name"))
+    mongodb_db: str = setting("altzone", Variable("MONGODB_DB", database_name, "database name"))
     players_from_database: bool = setting(
         False,
         Variable(

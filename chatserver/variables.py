@@ -98,6 +98,13 @@ def url(*schemes: str) -> Callable[[str, str], str]:
     return parse
 
 
+def database_name(name: str, raw: str) -> str:
+    """A MongoDB database name: at most 63 bytes, none of ``/\\. "$`` (MongoDB refuses them only at start-up)."""
+    if set(raw) & set('/\\. "$') or len(raw.encode()) > 63:
+        raise SettingsError(f'{name} must be at most 63 bytes without any of / \\ . " $ or spaces, not {raw!r}')
+    return raw
+
+
 def root_path(name: str, raw: str) -> str:
     """Normalise ``api/`` or ``/api/`` to ``/api`` so routes can be mounted under it."""
     stripped = raw.strip("/")

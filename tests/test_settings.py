@@ -127,7 +127,6 @@ def test_the_markdown_table_has_a_row_per_declaration() -> None:
 # Every variable that is not free text refuses a value it cannot use, naming itself.
 FREE_TEXT = {
     "JWT_SECRET",
-    "MONGODB_DB",
     "CHAT_REDIS_PREFIX",
     "CHAT_ROOT_PATH",
     "CHAT_FEELINGS",
