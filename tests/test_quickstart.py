@@ -76,7 +76,9 @@ def test_this_machine_reproduces_stock_debian(checkout: Path, home: Path) -> Non
         text=True,
         timeout=60,
     )
-    assert refused.returncode != 0 and "externally-managed-environment" in refused.stderr
+    assert refused.returncode != 0 and "externally-managed-environment" in refused.stderr, (
+        "this test reproduces Debian 12, whose /usr/bin/python3 refuses system-wide installs (PEP 668)"
+    )
 
 
 @pytest.fixture(scope="module")
