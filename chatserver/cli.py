@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import socket
 import sys
 import urllib.error
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _run(command, args, settings)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)  # Ctrl-C is how a terminal user stops any of these: no traceback
+    except BrokenPipeError:  # the reader went away (`chatserver settings | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def _run(command: str, args: argparse.Namespace, settings: Settings) -> None:

@@ -126,8 +126,8 @@ def _one_of(allowed: tuple[str, ...]) -> str:
 
 
 def hidden(value: str) -> str:
-    """A secret as ``chatserver settings`` shows it: set, and nothing more."""
-    return "********"
+    """A secret as ``chatserver settings`` shows it: set, and how long (what a too-short one needs to know)."""
+    return f"********({len(value.encode())} bytes)"
 
 
 def mask_url(value: str) -> str:

@@ -311,11 +311,23 @@ def test_settings_prints_what_is_in_effect_with_secrets_masked() -> None:
     )
     assert (result.returncode, result.stderr) == (0, "")
     lines = {line.split("=", 1)[0]: line for line in result.stdout.splitlines()}
-    assert lines["JWT_SECRET"].split() == ["JWT_SECRET=********", "#", "set"]
+    assert lines["JWT_SECRET"].split() == [f"JWT_SECRET=********({len(CLI_SECRET)}", "bytes)", "#", "set"]
     assert lines["REDIS_URL"].split() == ["REDIS_URL=redis://:****@127.0.0.1:6379/0", "#", "set"]
     assert lines["CHAT_MESSAGE_BURST"].split() == ["CHAT_MESSAGE_BURST=3", "#", "set"]
     assert lines["CHAT_MESSAGE_RATE"].split() == ["CHAT_MESSAGE_RATE=2", "#", "default"]
     assert CLI_SECRET not in result.stdout and "hunter2" not in result.stdout
+
+
+def test_settings_piped_into_head_stops_quietly() -> None:
+    shown = subprocess.run(
+        ["bash", "-c", f"{' '.join(chatserver_command())} settings | head -1"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+    )
+    assert (shown.stdout.split()[0], shown.stderr) == ("JWT_SECRET=(the", "")
 
 
 def test_settings_markdown_is_the_readme_table() -> None:
