@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
@@ -93,9 +93,31 @@ def url(*schemes: str) -> Callable[[str, str], str]:
         if scheme not in schemes:
             examples = ", ".join(f"{s}://..." for s in schemes)
             raise SettingsError(f"{name} must be a URL starting with {examples}, not {mask_url(raw)!r}")
+        problem = _address_problem(scheme, urlsplit(raw))
+        if problem is not None:
+            raise SettingsError(f"{name}: {problem} in {mask_url(raw)!r}")
         return raw
 
     return parse
+
+
+def _address_problem(scheme: str, parts: SplitResult) -> str | None:
+    """What the client library would trip over later, with a traceback: no host, a port or database not a number."""
+    if scheme == "mongomock":  # the test stand-in has no address
+        return None
+    if scheme == "unix":
+        return None if parts.path else "no socket path"
+    hosts = parts.netloc.rpartition("@")[2]
+    if not hosts:
+        return "no host"
+    for host in hosts.split(","):  # MongoDB lists a replica set's members
+        address, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+        if colon and not (port.isdigit() and 0 < int(port) < 65536):
+            return f"the port {port!r} of {address or host!r} is not a port number"
+    database = parts.path.strip("/")
+    if scheme in ("redis", "rediss") and database and not database.isdigit():
+        return f"the database {database!r} is not a number (Redis databases are 0, 1, ...)"
+    return None
 
 
 def database_name(name: str, raw: str) -> str:

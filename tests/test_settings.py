@@ -101,6 +101,35 @@ def test_a_malformed_value_is_refused_naming_the_variable(env: dict[str, str], m
     assert refusal(env).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_URL": "redis://127.0.0.1:6379/abc"}, "REDIS_URL: the database 'abc' is not a number"),
+        ({"REDIS_URL": "redis://127.0.0.1:port/0"}, "REDIS_URL: the port 'port' of '127.0.0.1' is not a port number"),
+        ({"REDIS_URL": "redis://:pw@h:99999"}, "REDIS_URL: the port '99999' of 'h' is not a port number"),
+        ({"REDIS_URL": "unix://"}, "REDIS_URL: no socket path"),
+        ({"MONGODB_URL": "mongodb://"}, "MONGODB_URL: no host"),
+        ({"MONGODB_URL": "mongodb://a:1,b:x/?replicaSet=rs0"}, "MONGODB_URL: the port 'x' of 'b' is not a port number"),
+    ],
+)
+def test_a_url_the_client_library_would_trip_over_later_is_refused_now(env: dict[str, str], message: str) -> None:
+    assert refusal(env).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"REDIS_URL": "redis://[::1]:6379/0"},
+        {"REDIS_URL": "unix:///run/redis.sock"},
+        {"REDIS_URL": "rediss://:pw@redis.example.com:6380"},
+        {"MONGODB_URL": "mongodb://a:27017,b:27017,c/?replicaSet=rs0"},
+        {"MONGODB_URL": "mongodb+srv://user:pw@cluster.example.com/altzone"},
+    ],
+)
+def test_urls_as_operators_write_them_are_accepted(env: dict[str, str]) -> None:
+    Settings.from_env({**env, "CHAT_ENV": "development", "CHAT_PLAYERS_FROM_DB": "false"})
+
+
 def test_a_url_password_never_appears_in_the_refusal_or_the_shown_settings() -> None:
     assert "hunter2" not in refusal({"REDIS_URL": "http://:hunter2@redis:6379"})
     settings = Settings.from_env({"REDIS_URL": "redis://:hunter2@redis:6379/0", "JWT_SECRET": LONG_SECRET})
