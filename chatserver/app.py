@@ -58,4 +58,6 @@ def services_of(app: ASGIApp) -> Services:
 
 def app_from_env() -> ASGIApp:
     """Factory for ``uvicorn --factory`` and multi-worker runs: settings from the environment."""
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    settings.check_serving()
+    return create_app(settings)

@@ -236,6 +236,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     from chatserver.logs import configure_logging
     from chatserver.server import ListenError, listen, serve
 
+    try:
+        settings.check_serving()
+    except SettingsError as error:
+        sys.exit(f"chatserver: {error}")
     if args.workers > 1 and (settings.redis_url is None or settings.mongodb_url is None):
         sys.exit(
             "chatserver: --workers above 1 needs REDIS_URL and MONGODB_URL: separate processes with the "

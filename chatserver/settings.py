@@ -103,8 +103,8 @@ class Settings:
             "CHAT_ENV",
             member_of(Environment),
             "`development` or `production` (anything else is refused); production refuses the development "
-            "secret and short secrets; unset is development, but the development secret is then refused "
-            "once `REDIS_URL` or `MONGODB_URL` is set",
+            "secret and short secrets; unset is development, but the server then refuses the development "
+            "secret once `REDIS_URL` or `MONGODB_URL` is set",
             shown_default="unset (development)",
         ),
     )
@@ -399,12 +399,6 @@ class Settings:
                 f"JWT_SECRET must be at least {minimum} bytes for {self.jwt_algorithm} in production, "
                 f"not {len(self.jwt_secret.encode())} (e.g. openssl rand -hex 32)"
             )
-        backends = [name for name, value in (("REDIS_URL", self.redis_url), ("MONGODB_URL", self.mongodb_url)) if value]
-        if self.uses_dev_secret and backends and self.environment is None:
-            raise SettingsError(
-                f"{' and '.join(backends)} set but JWT_SECRET is not: set JWT_SECRET, or CHAT_ENV=development "
-                "to run on the public development secret"
-            )
         if self.players_from_database and not self.mongodb_url:
             raise SettingsError("CHAT_PLAYERS_FROM_DB needs MONGODB_URL")
         if self.drain_seconds < 5:
@@ -413,6 +407,18 @@ class Settings:
             raise SettingsError("CHAT_HEAD_MAX_BYTES must be between 1024 and 65536 (nginx's default is 8192)")
         if self.frame_max_bytes > self.transport_max_bytes:
             raise SettingsError("CHAT_FRAME_MAX_BYTES must not exceed CHAT_TRANSPORT_MAX_BYTES")
+
+    def check_serving(self) -> None:
+        """Refuse to serve real backends on the public development secret unless development is explicit.
+
+        Only serving: a command that signs nothing a server accepts (``membership``, ``settings``) runs anyway.
+        """
+        backends = [name for name, value in (("REDIS_URL", self.redis_url), ("MONGODB_URL", self.mongodb_url)) if value]
+        if self.uses_dev_secret and backends and self.environment is None:
+            raise SettingsError(
+                f"{' and '.join(backends)} set but JWT_SECRET is not: set JWT_SECRET, or CHAT_ENV=development "
+                "to run on the public development secret"
+            )
 
     def shown(self, env: Mapping[str, str] | None = None) -> list[tuple[str, str, bool]]:
         """``(variable, value, set in env)`` for every variable, secrets and URL passwords masked."""

@@ -104,11 +104,6 @@ def test_a_bad_option_is_one_line_naming_it_and_exit_2(args: list[str], line: st
             "chatserver: JWT_SECRET must be at least 32 bytes for HS256 in production, not 1 "
             "(e.g. openssl rand -hex 32)",
         ),
-        (
-            {"REDIS_URL": "redis://127.0.0.1:6379/0", "MONGODB_URL": "mongodb://127.0.0.1:27017"},
-            "chatserver: REDIS_URL and MONGODB_URL set but JWT_SECRET is not: set JWT_SECRET, or "
-            "CHAT_ENV=development to run on the public development secret",
-        ),
         ({"CHAT_MAX_SOCKETS": "lots"}, "chatserver: CHAT_MAX_SOCKETS must be a whole number, not 'lots'"),
         ({"CHAT_MESSAGE_RATE": "-1"}, "chatserver: CHAT_MESSAGE_RATE must be a number above 0, not '-1'"),
     ],
@@ -117,7 +112,6 @@ def test_a_bad_option_is_one_line_naming_it_and_exit_2(args: list[str], line: st
         "mongodb-no-scheme",
         "env-typo",
         "short-secret",
-        "dev-secret-with-backends",
         "not-a-number",
         "negative-rate",
     ],
@@ -125,6 +119,16 @@ def test_a_bad_option_is_one_line_naming_it_and_exit_2(args: list[str], line: st
 def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_1(env: dict[str, str], line: str) -> None:
     for command in (["--port", str(free_port())], ["token", "--player-id", "p1"], ["settings"]):
         assert one_line_refusal(1, *command, **env) == line
+
+
+def test_serving_on_the_development_secret_with_backends_is_refused_but_membership_runs() -> None:
+    backends = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "MONGODB_URL": "mongodb://127.0.0.1:27017"}
+    assert one_line_refusal(1, "--port", str(free_port()), **backends) == (
+        "chatserver: REDIS_URL and MONGODB_URL set but JWT_SECRET is not: set JWT_SECRET, or "
+        "CHAT_ENV=development to run on the public development secret"
+    )
+    published = run_cli("membership", "leave", "--player-id", "p1", "--clan-id", "c1", env=clean_env(**backends))
+    assert published.stderr.startswith("chatserver membership: Redis publish failed"), "it tried: nothing listens"
 
 
 def test_a_port_in_use_is_one_line_before_anything_starts(embedded_server: ServerProcess) -> None:

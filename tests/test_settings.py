@@ -50,16 +50,24 @@ def test_an_unknown_chat_env_is_refused_not_run_as_development(value: str) -> No
     assert refusal({"CHAT_ENV": value}) == f"CHAT_ENV must be development or production, not {value!r}"
 
 
-def test_the_development_secret_is_refused_once_a_real_backend_is_configured() -> None:
-    assert refusal(BACKENDS) == (
+def serving_refusal(env: dict[str, str]) -> str:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env).check_serving()
+    return str(refused.value)
+
+
+def test_serving_on_the_development_secret_is_refused_once_a_real_backend_is_configured() -> None:
+    assert serving_refusal(BACKENDS) == (
         "REDIS_URL and MONGODB_URL set but JWT_SECRET is not: set JWT_SECRET, or CHAT_ENV=development "
         "to run on the public development secret"
     )
-    assert refusal({"REDIS_URL": BACKENDS["REDIS_URL"]}).startswith("REDIS_URL set but JWT_SECRET is not")
+    assert serving_refusal({"REDIS_URL": BACKENDS["REDIS_URL"]}).startswith("REDIS_URL set but JWT_SECRET is not")
+    Settings.from_env(BACKENDS)  # the settings themselves are fine for commands that sign nothing
 
 
 def test_the_development_secret_with_a_backend_runs_when_development_is_explicit() -> None:
     settings = Settings.from_env({**BACKENDS, "CHAT_ENV": "development"})
+    settings.check_serving()
     assert settings.uses_dev_secret and settings.environment is Environment.DEVELOPMENT
 
 
