@@ -9,6 +9,7 @@ The second quick start command, ``scripts/test``, is what ``.ci/run`` runs on a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -141,17 +142,23 @@ def test_try_it_as_written_connects_sends_and_reads_history(
     script = block.replace("chatserver & SERVER=$!", f"chatserver --port {port} & SERVER=$!").replace(
         "127.0.0.1:8080", f"127.0.0.1:{port}"
     )
-    result = subprocess.run(
+    process = subprocess.Popen(
         ["bash", "-e", "-c", script],
         cwd=checkout,
         env=debian_env(home),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
+        start_new_session=True,  # so a failed step cannot leave its background server running
     )
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
 
-    assert result.returncode == 0, result.stderr
-    ready, broadcast, history = result.stdout.splitlines()
+    assert process.returncode == 0, stderr
+    ready, broadcast, history = stdout.splitlines()
     assert ready == '{"event":"ready","data":true}'
     assert '"content":"Hello clan!"' in broadcast and '"event":"newMessage"' in broadcast
     assert '"content":"Hello clan!"' in history and history.startswith('{"data":{"ChatMessage":[')
