@@ -42,6 +42,19 @@ from chatserver.variables import (
 
 DEV_JWT_SECRET = "altzone-chat-development-secret-do-not-use-in-production"
 
+__all__ = [  # what the rest of the package imports from here (some of it defined in chatserver.variables)
+    "DEV_JWT_SECRET",
+    "HMAC_MIN_BYTES",
+    "Environment",
+    "Rate",
+    "Settings",
+    "SettingsError",
+    "declared",
+    "markdown_table",
+    "mask_url",
+    "misspelt",
+]
+
 
 class Environment(StrEnum):
     """``CHAT_ENV``: production refuses unsafe settings; unset behaves as development but is not explicit."""

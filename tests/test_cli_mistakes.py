@@ -295,7 +295,7 @@ def test_help_lists_each_option_with_its_default_and_points_to_the_settings() ->
         "chatserver settings",
     ):
         assert expected in top.stdout
-    for command in ("serve", "token", "membership", "settings", "cluster", "client"):
+    for command in ("serve", "token", "membership", "settings", "client"):
         assert f"    {command} " in top.stdout
     token = run_cli("token", "--help", env=clean_env())
     assert "(default: 2592000)" in token.stdout and "--avatar AVATAR" in token.stdout
