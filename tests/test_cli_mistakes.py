@@ -16,6 +16,7 @@ from chatserver.settings import markdown_table
 from tests.conftest import ServerFactory
 from tests.harness import ROOT, ServerProcess, free_port, log_entries
 from tests.test_cli import CLI_SECRET, chatserver_command, clean_env, run_cli
+from tools.processes import ProcessError
 
 PROCESS_TIMEOUT = 20.0
 
@@ -149,7 +150,7 @@ def test_mongodb_not_answering_ends_the_server_with_one_error_line_and_no_traceb
     dead = free_port()
     url = f"mongodb://127.0.0.1:{dead}/?serverSelectionTimeoutMS=300"
     server = ServerProcess(env={"MONGODB_URL": url, "CHAT_PLAYERS_FROM_DB": "false"})
-    with pytest.raises(RuntimeError, match="server exited with 3"):
+    with pytest.raises(ProcessError, match="exited with status 3"):
         server.start(tmp_path)
 
     assert "Traceback" not in server.log()
