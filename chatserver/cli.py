@@ -169,7 +169,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _settings(settings: Settings) -> None:
-    for warning in misspelt():
+    for warning in (*misspelt(), *settings.deprecations):
         print(f"chatserver settings: {warning}", file=sys.stderr)
     shown = settings.shown()
     width = max(len(name) + len(value) for name, value, _ in shown) + 1

@@ -323,6 +323,16 @@ def test_settings_prints_what_is_in_effect_with_secrets_masked() -> None:
     assert CLI_SECRET not in result.stdout and "hunter2" not in result.stdout
 
 
+def test_settings_names_misspelt_and_deprecated_variables_on_stderr() -> None:
+    result = run_cli("settings", env=clean_env(CHAT_MAX_SOCKET="3", CHAT_ENVELOPE="wrapped"))
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        "chatserver settings: CHAT_MAX_SOCKET is not a setting and is ignored: did you mean CHAT_MAX_SOCKETS?",
+        "chatserver settings: CHAT_ENVELOPE is deprecated: use CHAT_DIALECT=game",
+    ]
+    assert "CHAT_DIALECT=game" in result.stdout
+
+
 def test_settings_piped_into_head_stops_quietly() -> None:
     shown = subprocess.run(
         ["bash", "-c", f"{' '.join(chatserver_command())} settings | head -1"],
