@@ -350,16 +350,20 @@ def test_settings_markdown_is_the_readme_table() -> None:
     assert (result.returncode, result.stdout) == (0, markdown_table())
 
 
-def test_python_without_the_dependencies_is_one_line_saying_to_run_setup() -> None:
-    # -S: no site-packages, as Debian's own python3 outside .venv
-    result = subprocess.run(
-        [sys.executable, "-S", "-m", "chatserver", "--help"],
+def without_site_packages(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -S -m module``: this interpreter with no installed packages, only the tree itself."""
+    return subprocess.run(
+        [sys.executable, "-S", "-m", module, *args],
         cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         capture_output=True,
         text=True,
         timeout=PROCESS_TIMEOUT,
     )
+
+
+def test_python_without_the_dependencies_is_one_line_saying_to_run_setup() -> None:
+    result = without_site_packages("chatserver", "--help")  # as Debian's own python3 outside .venv
     assert (result.returncode, result.stdout) == (1, "")
     missing, _, rest = result.stderr.removeprefix("chatserver: ").partition(" ")
     assert missing.isidentifier() and not missing.startswith("chatserver"), result.stderr
@@ -370,15 +374,7 @@ def test_python_without_the_dependencies_is_one_line_saying_to_run_setup() -> No
 
 
 def test_bench_without_its_extra_is_one_line() -> None:
-    # -S: no site-packages, as in an environment where only the package was installed without [bench]
-    result = subprocess.run(
-        [sys.executable, "-S", "-m", "bench", "fanout", "--quick"],
-        cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_TIMEOUT,
-    )
+    result = without_site_packages("bench", "fanout", "--quick")  # as an install without [bench]
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (
         "python3 -m bench needs the bench extra (matplotlib, pyinstrument, orjson not installed): "
