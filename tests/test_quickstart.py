@@ -54,9 +54,11 @@ def debian_env(home: Path) -> dict[str, str]:
     env = {"PATH": DEBIAN_PATH, "HOME": str(home), "LANG": "C.UTF-8"}
     cache = Path.home() / ".cache" / "pip"  # only saves downloads between runs; pip works the same without it
     env["PIP_CACHE_DIR"] = str(cache)
-    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PIP_INDEX_URL"):
-        if name in os.environ:
-            env[name] = os.environ[name]
+    # How this machine reaches PyPI (a mirror, a proxy, a company CA) is the network's, not the newcomer's.
+    network = ("http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+    for name, value in os.environ.items():
+        if name.lower() in network or name in network or name.startswith("PIP_"):
+            env.setdefault(name, value)
     return env
 
 
