@@ -197,3 +197,18 @@ def test_a_misspelt_setting_is_named_with_the_one_meant_and_unrelated_variables_
         "CHAT_MAX_SOCKET is not a setting and is ignored: did you mean CHAT_MAX_SOCKETS?",
         "REDIS_URI is not a setting and is ignored: did you mean REDIS_URL?",
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "mints"),
+    [
+        ({}, True),
+        ({"CHAT_ENV": "development", **BACKENDS}, True),
+        ({"JWT_SECRET": LONG_SECRET, **BACKENDS}, False),
+        ({"JWT_SECRET": LONG_SECRET, "REDIS_URL": BACKENDS["REDIS_URL"]}, False),
+    ],
+    ids=["embedded", "explicit-development", "backends-without-chat-env", "redis-without-chat-env"],
+)
+def test_the_console_mints_tokens_only_where_development_is_sure(env: dict[str, str], mints: bool) -> None:
+    settings = Settings.from_env({**env, "CHAT_PLAYERS_FROM_DB": "false"} if "MONGODB_URL" in env else env)
+    assert (settings.console_enabled, settings.mints_console_tokens) == (True, mints)
