@@ -1,4 +1,4 @@
-"""``python -m bench <scenario> [--quick] [options]``: run one benchmark scenario (or ``all``) and write its results.
+"""``python3 -m bench <scenario> [--quick] [options]``: run one benchmark scenario (or ``all``) and write its results.
 
 Scenarios: ``fanout``, ``replicas``, ``connections``, ``history``, ``encoding``. Each writes
 ``bench/results/<scenario>.json``, ``.md`` and (but ``encoding``) ``.png``. Every process a scenario starts is stopped
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import signal
 import sys
 import time
@@ -17,10 +18,11 @@ from types import FrameType
 from bench import processes, report
 
 SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding")
+BENCH_EXTRA = ("matplotlib", "pyinstrument", "orjson")  # pyproject.toml's [project.optional-dependencies] bench
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="scenario", required=True)
     for name in SCENARIOS:
         module = importlib.import_module(f"bench.scenarios.{name}")
@@ -54,7 +56,17 @@ def run_one(name: str, args: argparse.Namespace) -> None:
         print(f"  wrote {path}")
 
 
+def _require_bench_extra() -> None:
+    missing = [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        sys.exit(
+            f"python3 -m bench needs the bench extra ({', '.join(missing)} not installed): "
+            "python3 -m pip install -e '.[bench]'"
+        )
+
+
 def main() -> None:
+    _require_bench_extra()
     args = _parser().parse_args()
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     limit = processes.raise_open_files_limit()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,6 +11,7 @@ from starlette.types import ASGIApp
 from chatserver import http
 from chatserver.console import console_routes
 from chatserver.docs import index_endpoint, swagger_assets, swagger_page
+from chatserver.lifespan import Lifespan
 from chatserver.openapi import build_openapi
 from chatserver.services import Services
 from chatserver.settings import Settings
@@ -45,17 +43,9 @@ def create_app(settings: Settings) -> ASGIApp:
     if settings.root_path:
         routes = [Mount(settings.root_path, routes=list(routes)), *routes]
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await services.start()
-        try:
-            yield
-        finally:
-            await services.stop()
-
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes)
     app.state.services = services
-    return TransportAccess(app)
+    return Lifespan(TransportAccess(app), services)
 
 
 def services_of(app: ASGIApp) -> Services:
@@ -68,4 +58,6 @@ def services_of(app: ASGIApp) -> Services:
 
 def app_from_env() -> ASGIApp:
     """Factory for ``uvicorn --factory`` and multi-worker runs: settings from the environment."""
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    settings.check_serving()
+    return create_app(settings)

@@ -29,6 +29,7 @@ STOP_STATUSES = {400, 401, 403, 404}
 
 TokenSource = Callable[[], str]
 FrameHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+StatusHandler = Callable[[str], None]
 
 
 class ClientStopped(Exception):
@@ -63,6 +64,8 @@ class ChatClient:
     ``messages`` holds every message seen, in its newest version, by id; ``since`` is the newest
     ``updatedAt`` of all; ``connects``, ``repeats`` (one version sent twice on one connection) and
     ``not_recovered`` (resumes that told the client to reload history) are there to be checked.
+    ``on_status`` hears a line per connect, ready and retry; with ``must_connect_first`` a client that
+    never connected gives up after one failed round over ``urls`` (a typo, not an outage).
     """
 
     urls: Sequence[str]
@@ -73,6 +76,10 @@ class ChatClient:
     connects: int = 0
     repeats: int = 0
     not_recovered: int = 0
+    on_status: StatusHandler | None = None
+    must_connect_first: bool = False
+    _failure: str | None = None  # why the last attempt did not connect
+    _ended: str = "disconnected"  # how the last connection ended
     _live: Any = None  # the connection once ``ready`` arrived on it, for ``send``
     _on_this_connection: set[tuple[str, str]] = field(default_factory=set)  # versions seen since connecting
 
@@ -93,10 +100,17 @@ class ChatClient:
         while not stop.is_set():
             url = self.urls[turn % len(self.urls)]
             turn += 1
+            self._failure = None
             wait = await self._session(url, on_frame, stop)
-            if wait and not stop.is_set():
+            if stop.is_set():
+                return
+            if self._failure is not None and self.must_connect_first and not self.connects and turn >= len(self.urls):
+                raise ClientStopped(f"cannot connect to {url}: {self._failure}")
+            delay = self.backoff.next_delay() if wait else 0.0
+            self._status(f"{self._failure or self._ended} ({url}); reconnecting in {delay:.1f}s")
+            if delay:
                 try:
-                    await asyncio.wait_for(stop.wait(), self.backoff.next_delay())
+                    await asyncio.wait_for(stop.wait(), delay)
                 except TimeoutError:
                     pass
 
@@ -107,9 +121,12 @@ class ChatClient:
         except InvalidStatus as refused:
             status = refused.response.status_code
             if status in STOP_STATUSES:
-                raise ClientStopped(f"handshake refused with HTTP {status}: {refused.response.body!r}") from None
+                reason = _refusal(refused.response.body)
+                raise ClientStopped(f"handshake refused with HTTP {status}: {reason}") from None
+            self._failure = f"handshake refused with HTTP {status}"
             return True
-        except (OSError, InvalidHandshake, TimeoutError):
+        except (OSError, InvalidHandshake, TimeoutError) as error:
+            self._failure = str(error) or type(error).__name__
             return True
         self.connects += 1
         self._on_this_connection = set()
@@ -120,6 +137,8 @@ class ChatClient:
                 if frame.get("event") == "ready":
                     self.backoff.reset()
                     self._live = connection
+                    recovered = "" if "recovered" not in frame else f", recovered: {str(frame['recovered']).lower()}"
+                    self._status(f"ready on {url}{recovered}")
                     if frame.get("recovered") is False:
                         self.not_recovered += 1
                 elif self._is_new(frame) and on_frame is not None:
@@ -130,7 +149,14 @@ class ChatClient:
             self._live = None
             stopping.cancel()
             await connection.close()
-        return False if stop.is_set() else self._after_close(connection.close_code, connection.close_reason)
+        if stop.is_set():
+            return False
+        self._ended = f"closed with {connection.close_code} {connection.close_reason or ''}".rstrip()
+        return self._after_close(connection.close_code, connection.close_reason)
+
+    def _status(self, line: str) -> None:
+        if self.on_status is not None:
+            self.on_status(line)
 
     def _after_close(self, code: int | None, reason: str | None) -> bool:
         if code == CloseCode.TOKEN_EXPIRED.code:
@@ -166,11 +192,25 @@ class ChatClient:
         return True
 
 
+def _refusal(body: bytes | bytearray | None) -> str:
+    """A handshake refusal's body as a person reads it: ``REASON: message`` for the chat's error shape."""
+    text = (body or b"").decode(errors="replace").strip()
+    try:
+        errors = json.loads(text)["error"]
+        return "; ".join(f"{error['reason']}: {error['message']}" for error in errors)
+    except (ValueError, KeyError, TypeError):
+        return text or "(no body)"
+
+
 async def _until(connection: Any, stopping: asyncio.Task[bool]) -> Any:
     """The connection's text frames until it closes or ``stopping`` finishes."""
     while True:
         receiving = asyncio.ensure_future(connection.recv())
-        done, _ = await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled (Ctrl-C): the pending receive must not outlive its connection
+            receiving.cancel()
+            raise
         if receiving not in done:
             receiving.cancel()
             return

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import re
 import time
+from typing import Any
 from urllib.parse import unquote_plus
 
 _STANDARD_ATTRIBUTES = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -83,11 +85,20 @@ class DropUvicornNoise(logging.Filter):
         return record.getMessage() not in _UVICORN_NOISE
 
 
+def logging_config(level: str, replica: str) -> dict[str, Any]:
+    """The JSON set-up as a ``dictConfig``: uvicorn applies it in every worker process it starts too."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter, "replica": replica}},
+        "filters": {"redact": {"()": RedactTokens}, "uvicorn_noise": {"()": DropUvicornNoise}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["redact", "uvicorn_noise"]}
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+    }
+
+
 def configure_logging(level: str, replica: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter(replica))
-    handler.addFilter(RedactTokens())
-    handler.addFilter(DropUvicornNoise())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    logging.config.dictConfig(logging_config(level, replica))
+    logging.captureWarnings(True)  # a library's warning becomes a JSON line too, not raw text in the log

@@ -8,16 +8,42 @@ another replica; only then does uvicorn's own shutdown run. All of it fits in ``
 
 from __future__ import annotations
 
+import errno
 import functools
+import logging
 import socket
+import sys
 
 import uvicorn
 
 from chatserver.app import services_of
+from chatserver.logs import logging_config
 from chatserver.request_head import BoundedHttpToolsProtocol, HeadLimits, PendingHeads
 from chatserver.settings import Settings
 
+log = logging.getLogger(__name__)
+
 _UVICORN_SHUTDOWN_SECONDS = 1.0
+STARTUP_FAILED = 3  # uvicorn's own exit status when the app does not start
+
+
+class ListenError(Exception):
+    """The address cannot be listened on (in use, not resolvable, not permitted)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket before anything starts, so a taken port is one clear line, not a log."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror or str(error)
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from None
+    listening.set_inheritable(True)  # the workers of a multi-process run share it
+    return listening
 
 
 class ChatServer(uvicorn.Server):
@@ -32,7 +58,7 @@ class ChatServer(uvicorn.Server):
 
 
 def uvicorn_config(
-    app: object, settings: Settings, *, host: str, port: int, workers: int, log_level: str
+    app: object, settings: Settings, *, host: str, port: int, workers: int, log_level: str, replica: str
 ) -> uvicorn.Config:
     """The one place the uvicorn options are chosen (see README: why websockets-sansio, why a bounded head)."""
     limits = HeadLimits(settings.head_max_bytes, settings.head_timeout_seconds, settings.max_pending_heads)
@@ -50,20 +76,34 @@ def uvicorn_config(
         ws_ping_interval=settings.ping_interval_seconds,
         ws_ping_timeout=settings.ping_timeout_seconds,
         timeout_graceful_shutdown=int(_UVICORN_SHUTDOWN_SECONDS),
-        log_config=None,
+        log_config=logging_config(log_level, replica),
         log_level=log_level,
         access_log=False,
         lifespan="on",
     )
 
 
-def serve(app: object, settings: Settings, *, host: str, port: int, workers: int, log_level: str) -> None:
-    """Serve until SIGTERM/SIGINT; several workers share the port through uvicorn's supervisor."""
-    config = uvicorn_config(app, settings, host=host, port=port, workers=workers, log_level=log_level)
+def serve(
+    app: object,
+    settings: Settings,
+    listening: socket.socket,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    replica: str,
+) -> None:
+    """Serve on ``listening`` until SIGTERM/SIGINT; several workers share it through uvicorn's supervisor."""
+    config = uvicorn_config(app, settings, host=host, port=port, workers=workers, log_level=log_level, replica=replica)
+    log.info("listening on http://%s:%d with %d worker(s)", host, port, workers)
     if workers > 1:
         from uvicorn.supervisors import Multiprocess
 
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        Multiprocess(config, sockets=[listening]).run()
         return
     config.load()
-    ChatServer(config, settings.drain_seconds).run()
+    server = ChatServer(config, settings.drain_seconds)
+    server.run(sockets=[listening])
+    if not server.started:
+        sys.exit(STARTUP_FAILED)  # the reason is the ERROR line just logged

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 
 from chatserver.broker.base import Broker
@@ -21,14 +22,19 @@ from chatserver.membership import Membership
 from chatserver.players import ClaimsDirectory, PlayerDirectory
 from chatserver.protocol.vocabulary import CloseCode, Dialect
 from chatserver.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from chatserver.settings import Settings
-from chatserver.store.base import MessageStore
+from chatserver.settings import HMAC_MIN_BYTES, Settings, mask_url
+from chatserver.store.base import MessageStore, StoreUnavailable
 from chatserver.store.memory import MemoryStore
 
 log = logging.getLogger(__name__)
 
 GAME_CLOSE_SECONDS = 1.0
 """Game sockets are closed this long before the polite part of a drain ends, as late as their frames allow."""
+BROKER_FIRST_ANSWER_SECONDS = 2.0
+
+
+class StartupFailed(Exception):
+    """A backend the worker cannot serve without did not answer at start-up; the message says which and why."""
 
 
 @dataclass
@@ -75,7 +81,18 @@ class Services:
             log.warning(deprecation)
         if self.settings.uses_dev_secret:
             log.warning("JWT_SECRET is not set: using the public development secret; never do this in production")
-        await self.store.open()
+        elif len(self.settings.jwt_secret.encode()) < HMAC_MIN_BYTES[self.settings.jwt_algorithm]:
+            log.warning(
+                "JWT_SECRET is %d bytes: production refuses fewer than %d for %s",
+                len(self.settings.jwt_secret.encode()),
+                HMAC_MIN_BYTES[self.settings.jwt_algorithm],
+                self.settings.jwt_algorithm,
+            )
+        try:
+            await self.store.open()
+        except StoreUnavailable as error:
+            where = mask_url(self.settings.mongodb_url or "")
+            raise StartupFailed(f"cannot start: MongoDB at {where} did not answer ({_first_clause(error)})") from None
         if not self.store.durable:
             log.warning(
                 "MONGODB_URL is not set: chat history is kept in this process's memory only and is NOT DURABLE "
@@ -83,6 +100,21 @@ class Services:
                 self.settings.memory_max_messages,
             )
         await self.delivery.start(self.hub.deliver, self.membership.apply)
+        if not await self._broker_answers(BROKER_FIRST_ANSWER_SECONDS):
+            log.error(
+                "Redis at %s does not answer: serving anyway with /readyz 503 and live delivery off; "
+                "the subscriber reconnects with backoff (logged at each attempt) until it does",
+                mask_url(self.settings.redis_url or ""),
+            )
+
+    async def _broker_answers(self, seconds: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not await self.broker.ping():
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def stop(self) -> None:
         await self.delivery.stop()
@@ -123,6 +155,12 @@ class Services:
     async def ready(self) -> dict[str, bool]:
         """What ``/readyz`` reports: each backend answers, and the worker is not draining."""
         return {"store": await self.store.ping(), "broker": await self.broker.ping(), "accepting": not self.draining}
+
+
+def _first_clause(error: Exception) -> str:
+    """PyMongo's message without its timeouts and topology dump (``..., Timeout: 3.0s, Topology Description: ...``)."""
+    first = str(error).split(", Timeout:")[0].removeprefix("MongoDB: ")
+    return re.sub(r" \(configured timeouts: [^)]*\)", "", first)
 
 
 def _store_for(settings: Settings) -> MessageStore:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,9 +25,9 @@ THIRTY_DAYS = 30 * 24 * 3600
 
 
 def chatserver_command() -> list[str]:
-    """The installed ``chatserver`` script next to this interpreter, else ``python -m chatserver`` (the same entry)."""
-    script = shutil.which("chatserver", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "chatserver"]
+    """``python -m chatserver`` from the tree under test: the ``chatserver`` script's own entry point
+    (``chatserver.cli:main``), where an installed script may import another checkout's package."""
+    return [sys.executable, "-m", "chatserver"]
 
 
 @dataclass

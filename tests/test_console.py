@@ -216,6 +216,7 @@ async def test_the_page_shows_the_drain_close_code_and_resumes_after_a_restart(
         "MONGODB_DB": f"chat_test_{secrets.token_hex(4)}",
         "CHAT_PLAYERS_FROM_DB": "false",
         "CHAT_DRAIN_SECONDS": "5",
+        "CHAT_ENV": "development",  # with a real backend, development tokens need development said outright
     }
     first = ServerProcess(env=env).start(tmp_path)
     second = ServerProcess(env=env, port=first.port)

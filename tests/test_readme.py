@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from chatserver.metrics import REGISTRY
+from chatserver.settings import markdown_table
 from tests.harness import ROOT
 from tests.test_deploy_dockerfile import app_env_names
 
@@ -23,6 +24,10 @@ def test_the_configuration_table_documents_exactly_the_settings_the_app_reads() 
     assert documented == app_env_names()
 
 
+def test_the_configuration_table_is_the_one_the_settings_declarations_produce() -> None:
+    assert markdown_table() in section("Configuration"), "regenerate it with: chatserver settings --markdown"
+
+
 def test_the_operating_section_names_every_metric() -> None:
     exported = {metric.name for metric in REGISTRY.collect()}
     operating = section("Operating")
@@ -34,5 +39,5 @@ def test_the_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
     commands = re.search(r"```sh\n(.*?)```", quick_start, re.S)
     assert commands is not None
     lines = [line.split("#")[0].strip() for line in commands.group(1).splitlines() if line.strip()]
-    assert lines == ["pip install -e '.[test]' && chatserver", "scripts/test"]
+    assert lines == ["scripts/setup && .venv/bin/chatserver", "scripts/test"]
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("\nscripts/test")

@@ -147,7 +147,8 @@ class Cluster:
             redis_url = f"redis://{LOCALHOST}:{self.redis_port}/0"
             self.redis = self._redis_process(self.redis_port, redis_url)
         self.redis_url = redis_url
-        self.replica_env = {**os.environ, **(env or {}), "REDIS_URL": redis_url}
+        # A local cluster is development by its nature: without JWT_SECRET it runs on the public one.
+        self.replica_env = {"CHAT_ENV": "development", **os.environ, **(env or {}), "REDIS_URL": redis_url}
         self.replicas: list[Replica] = []
         for index in range(replicas):
             replica_port = free_port(LOCALHOST, taken)
