@@ -125,7 +125,7 @@ class Settings:
         None,
         Variable(
             "MONGODB_URL",
-            url("mongodb", "mongodb+srv", "mongomock"),
+            url("mongodb", "mongodb+srv"),
             "MongoDB for durable history (`ChatMessage` collection)",
             shown_default="unset: in-process store",
             masked=mask_url,

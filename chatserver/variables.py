@@ -103,8 +103,6 @@ def url(*schemes: str) -> Callable[[str, str], str]:
 
 def _address_problem(scheme: str, parts: SplitResult) -> str | None:
     """What the client library would trip over later, with a traceback: no host, a port or database not a number."""
-    if scheme == "mongomock":  # the test stand-in has no address
-        return None
     if scheme == "unix":
         return None if parts.path else "no socket path"
     hosts = parts.netloc.rpartition("@")[2]

@@ -96,7 +96,7 @@ def test_a_bad_option_is_one_line_naming_it_and_exit_2(args: list[str], line: st
         ),
         (
             {"MONGODB_URL": "127.0.0.1:27017"},
-            "chatserver: MONGODB_URL must be a URL starting with mongodb://..., mongodb+srv://..., mongomock://..., "
+            "chatserver: MONGODB_URL must be a URL starting with mongodb://..., mongodb+srv://..., "
             "not '127.0.0.1:27017'",
         ),
         ({"CHAT_ENV": "prod"}, "chatserver: CHAT_ENV must be development or production, not 'prod'"),
