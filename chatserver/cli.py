@@ -258,7 +258,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     else:
         from chatserver.app import create_app
 
-        app = create_app(settings)
+        try:
+            app = create_app(settings)
+        except SettingsError as error:
+            sys.exit(f"chatserver: {error}")
     serve(
         app,
         settings,

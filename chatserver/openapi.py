@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import core_schema
 
+from chatserver.moderation import openapi as moderation
 from chatserver.protocol import models as protocol
 from chatserver.protocol.vocabulary import CloseCode, Dialect
 
@@ -28,6 +29,7 @@ _COMPONENT_MODELS: list[type[BaseModel]] = [
     protocol.HttpErrorBody,
     protocol.HistoryPage,
     protocol.HealthBody,
+    *moderation.COMPONENT_MODELS,
 ]
 
 _WS_DESCRIPTION = """Real-time chat for Altzone.
@@ -130,6 +132,7 @@ def build_openapi(root_path: str = "") -> dict[str, Any]:
                     },
                 }
             },
+            **moderation.moderation_paths(),
             "/healthz": {
                 "get": {
                     "tags": ["Health"],

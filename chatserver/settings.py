@@ -44,6 +44,7 @@ DEV_JWT_SECRET = "altzone-chat-development-secret-do-not-use-in-production"
 
 __all__ = [  # what the rest of the package imports from here (some of it defined in chatserver.variables)
     "DEV_JWT_SECRET",
+    "BlocklistAction",
     "HMAC_MIN_BYTES",
     "Environment",
     "Rate",
@@ -61,6 +62,13 @@ class Environment(StrEnum):
 
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class BlocklistAction(StrEnum):
+    """``CHAT_BLOCKLIST_ACTION``: what the word filter does with a message holding a blocked term."""
+
+    MASK = "mask"
+    REFUSE = "refuse"
 
 
 @dataclass(frozen=True)
@@ -353,6 +361,23 @@ class Settings:
             shown_default="on, off with `CHAT_ENV=production`",
         ),
     )
+    blocklist_file: str | None = setting(
+        None,
+        Variable(
+            "CHAT_BLOCKLIST_FILE",
+            text,
+            "word filter list, one term a line (see [Moderation](#moderation)); re-read on SIGHUP or when it changes",
+            shown_default="none: no filter",
+        ),
+    )
+    blocklist_action: BlocklistAction = setting(
+        BlocklistAction.MASK,
+        Variable(
+            "CHAT_BLOCKLIST_ACTION",
+            member_of(BlocklistAction),
+            "`mask` stars out each blocked stretch; `refuse` answers `VALIDATION` on `content` and stores nothing",
+        ),
+    )
     history_default_limit: int = 20
     history_max_limit: int = 50
     deprecations: tuple[str, ...] = ()  # warnings for superseded variables still set, logged at start-up
@@ -416,6 +441,10 @@ class Settings:
             raise SettingsError("CHAT_PLAYERS_FROM_DB needs MONGODB_URL")
         if self.drain_seconds < 5:
             raise SettingsError("CHAT_DRAIN_SECONDS must be at least 5: polite closes, cuts, then uvicorn's shutdown")
+        if self.blocklist_file is not None and not (
+            os.path.isfile(self.blocklist_file) and os.access(self.blocklist_file, os.R_OK)
+        ):
+            raise SettingsError(f"CHAT_BLOCKLIST_FILE {self.blocklist_file!r} is not a readable file")
         if not 1024 <= self.head_max_bytes <= 64 * 1024:
             raise SettingsError("CHAT_HEAD_MAX_BYTES must be between 1024 and 65536 (nginx's default is 8192)")
         if self.frame_max_bytes > self.transport_max_bytes:

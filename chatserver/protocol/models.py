@@ -29,11 +29,31 @@ class ReactionData(BaseModel):
     emoji: str | None = Field(default=None, description="One emoji grapheme; missing or empty removes the reaction.")
 
 
+class EditData(BaseModel):
+    """``data`` of ``clanMessageEdit`` / ``globalMessageEdit``: only the sender may edit."""
+
+    message_id: str = Field(description="24-hex id of the sender's own message in the room the event names.")
+    content: str = Field(description="The new text; checked and filtered as a new message's.")
+
+
+class MessageRefData(BaseModel):
+    """``data`` of ``clanMessageDelete`` / ``globalMessageDelete``: only the sender may delete."""
+
+    message_id: str = Field(description="24-hex id of the sender's own message in the room the event names.")
+
+
+class ReportData(BaseModel):
+    """``data`` of ``clanMessageReport`` / ``globalMessageReport``: tells the moderators, broadcasts nothing."""
+
+    message_id: str = Field(description="24-hex id of a message in the room the event names.")
+    reason: str | None = Field(default=None, description="Optional, at most 256 characters.")
+
+
 class ClientFrame(BaseModel):
     """Every client frame: ``{"event", "data", "ref"?}`` as a JSON text frame."""
 
     event: InboundEvent
-    data: MessageData | ReactionData
+    data: MessageData | ReactionData | EditData | MessageRefData | ReportData
     ref: str | None = Field(default=None, max_length=64, description="Echoed in any error frame this frame causes.")
 
 
@@ -75,24 +95,46 @@ class Message(BaseModel):
         description="Same format; the time of the last change (creation or reaction). A client keeps the newest "
         "it has processed and reconnects with ?since=<that> to get what it missed."
     )
+    editedAt: str | None = Field(default=None, description="Present once the sender has edited the message.")
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: Any) -> dict[str, Any]:
-        """Leave ``clan_id`` and ``feeling`` out when absent, as the game backend does (not ``null``)."""
+        """Leave ``clan_id``, ``feeling`` and ``editedAt`` out when absent, as the game backend does (not ``null``)."""
+        data: dict[str, Any] = handler(self)
+        for key in ("clan_id", "feeling", "editedAt"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+
+class DeletedMessage(BaseModel):
+    """What a ``deletedMessage`` frame says of a deleted message: which one, and when."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(alias="_id")
+    type: ChatType
+    clan_id: str | None = Field(default=None, description="Present on clan messages only.")
+    updatedAt: str
+    deletedAt: str
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_clan(self, handler: Any) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if data.get("clan_id") is None:
             data.pop("clan_id", None)
-        if data.get("feeling") is None:
-            data.pop("feeling", None)
         return data
 
 
 class BroadcastFrame(BaseModel):
-    """Sent to every socket in the room when a message is created or its reactions change."""
+    """Sent to every socket in the room when a message is created, edited or deleted, or its reactions change.
+
+    ``deletedMessage`` carries a ``DeletedMessage``; every other event the whole ``Message`` as it is now.
+    """
 
     chat: ChatType
     event: BroadcastEvent
-    message: Message
+    message: Message | DeletedMessage
 
 
 class WrappedBroadcastFrame(BaseModel):
