@@ -39,8 +39,11 @@ after a reconnect `?since=<updatedAt>` or `X-Chat-Since: <updatedAt>` (the newes
 client processed): the changes since then are replayed as `BroadcastFrame`s before `ReadyFrame`,
 whose `recovered` says whether they were all of them. After the handshake the server sends
 `ReadyFrame`. Client frames: `ClientFrame` (`clanMessage`, `globalMessage` with `MessageData`;
-`clanMessageReaction`, `globalMessageReaction` with `ReactionData`). Server frames: `BroadcastFrame`,
-`MembershipFrame`, `ErrorFrame`. A refused handshake answers HTTP 400/401/403/404/429/503 with an
+`clanMessageReaction`, `globalMessageReaction` with `ReactionData`; `clanMessageEdit`,
+`globalMessageEdit` with `EditData`; `clanMessageDelete`, `globalMessageDelete` with `MessageRefData`;
+`clanMessageReport`, `globalMessageReport` with `ReportData`). Server frames: `BroadcastFrame`
+(`newMessage`, `newReaction`, `editedMessage` with a `Message`; `deletedMessage` with a
+`DeletedMessage`), `MembershipFrame`, `ErrorFrame`. A refused handshake answers HTTP 400/401/403/404/429/503 with an
 `ErrorFrame` body.
 
 **Dialects**: `Sec-WebSocket-Protocol: {subprotocols}` picks one per socket (echoed; unknown ones

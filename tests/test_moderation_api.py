@@ -312,7 +312,13 @@ async def test_the_openapi_document_describes_the_moderation_routes_with_example
     assert mute_request["example"] == {"player_id": "6650a1b2c3d4e5f6a7b8c9d0", "minutes": 30, "reason": "spam"}
     created = operations["POST", "/chat/moderation/mutes"]["responses"]["201"]["content"]["application/json"]
     assert set(created["example"]) == {"player_id", "until", "reason", "moderator"}
-    assert set(document["components"]["schemas"]["Mute"]["properties"]) == {"player_id", "until", "reason", "moderator"}
+    schemas = document["components"]["schemas"]
+    assert set(schemas["Mute"]["properties"]) == {"player_id", "until", "reason", "moderator"}
+    assert set(schemas["EditData"]["properties"]) == {"message_id", "content"}
+    assert set(schemas["MessageRefData"]["properties"]) == {"message_id"}
+    assert set(schemas["ReportData"]["properties"]) == {"message_id", "reason"}
+    assert set(schemas["DeletedMessage"]["properties"]) == {"_id", "type", "clan_id", "updatedAt", "deletedAt"}
+    assert "editedMessage" in document["info"]["description"]
 
 
 async def test_the_embedded_server_keeps_mutes_in_process(
