@@ -18,6 +18,7 @@ from chatserver import metrics
 from chatserver.broker.base import Broker, BrokerUnavailable, RoomFrame
 from chatserver.delivery import Changes
 from chatserver.frames import deleted_view, iso_millis, message_view, sender_of
+from chatserver.moderation.audit import Audit, AuditAction
 from chatserver.moderation.models import Report
 from chatserver.moderation.mutes import MuteRegistry
 from chatserver.moderation.reports import ReportLog, ReportsUnavailable
@@ -84,6 +85,7 @@ class ChatService:
         blocklist: Blocklist,
         mutes: MuteRegistry,
         reports: ReportLog,
+        audit: Audit,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -93,6 +95,7 @@ class ChatService:
         self._blocklist = blocklist
         self._mutes = mutes
         self._reports = reports
+        self._audit = audit
 
     async def execute(self, player: Player, command: Command) -> None:
         """Carry out one client command; raises ``ChatError`` for the sender's one error frame.
@@ -232,9 +235,14 @@ class ChatService:
             log.exception("report log refused a report")
             raise not_available("Reporting") from None
         metrics.REPORTS.labels(command.chat.value).inc()
-        log.info(
-            "message reported",
-            extra={"player_id": player.id, "message_id": stored.id, "sender_id": stored.sender_id},
+        await self._audit.record(
+            AuditAction.MESSAGE_REPORTED,
+            player_id=player.id,
+            message_id=stored.id,
+            sender_id=stored.sender_id,
+            chat=command.chat.value,
+            clan_id=room.clan_id,
+            reason=command.reason,
         )
         return report
 

@@ -19,6 +19,7 @@ from chatserver.connection import CLOSE_FRAME_SECONDS
 from chatserver.delivery import Delivery
 from chatserver.hub import Hub
 from chatserver.membership import Membership
+from chatserver.moderation.audit import Audit
 from chatserver.moderation.mutes import MemoryMutes, MuteRegistry
 from chatserver.moderation.reports import MemoryReports, ReportLog
 from chatserver.moderation.service import ModerationService
@@ -69,7 +70,8 @@ class Services:
         limiter = _limiter_for(settings)
         blocklist = Blocklist(settings.blocklist_file, settings.blocklist_action)
         mutes, reports = _mutes_for(settings), _reports_for(settings)
-        chat = ChatService(settings, store, broker, players, limiter, blocklist, mutes, reports)
+        audit = Audit()
+        chat = ChatService(settings, store, broker, players, limiter, blocklist, mutes, reports, audit)
         delivery = Delivery(broker, chat)
         hub = Hub(delivery, settings.max_sockets_per_player)
         return cls(
@@ -86,7 +88,7 @@ class Services:
             blocklist=blocklist,
             mutes=mutes,
             reports=reports,
-            moderation=ModerationService(chat, mutes, reports),
+            moderation=ModerationService(chat, mutes, reports, audit),
         )
 
     async def start(self) -> None:

@@ -196,7 +196,8 @@ async def test_a_moderator_deletes_any_message_and_every_socket_of_the_room_on_e
         await member.recv()
         await member.recv()
 
-    deleted = await call(cluster, 0, "DELETE", f"/chat/moderation/messages/{doomed['_id']}", moderator_token(new_id()))
+    moderator = new_id()
+    deleted = await call(cluster, 0, "DELETE", f"/chat/moderation/messages/{doomed['_id']}", moderator_token(moderator))
 
     assert (deleted.status_code, deleted.content) == (204, b"")
     frames = [await client.recv() for client in (sender, *members)]
@@ -224,6 +225,10 @@ async def test_a_moderator_deletes_any_message_and_every_socket_of_the_room_on_e
     resumed = await resume(cluster.replicas[2].ws_url, sender_token, doomed["updatedAt"])
     replayed, ready = await frames_until_ready(resumed)
     assert (replayed, ready) == ([first], RECOVERED)
+    entries = [e for e in await logged(cluster, 0, "moderator deleted a message") if e["message_id"] == doomed["_id"]]
+    assert [(e["moderator"], e["player_id"], e["action"]) for e in entries] == [
+        (moderator, sender_id, "message.deleted")
+    ]
 
 
 async def test_deleting_an_unknown_or_malformed_id_is_404_or_400(cluster: Cluster) -> None:

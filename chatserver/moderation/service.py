@@ -1,7 +1,7 @@
 """The moderator's use cases: delete any message, mute and unmute players, read mutes and reports.
 
-Every action is logged with the moderator's id (a player id from the JWT, or ``service`` for the
-service token); the HTTP layer in ``api.py`` only authorises and shapes.
+Every action is recorded (``audit.py``) with the moderator's id (a player id from the JWT, or
+``service`` for the service token); the HTTP layer in ``api.py`` only authorises and shapes.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import logging
 import time
 
 from chatserver.chat import ChatService
+from chatserver.moderation.audit import Audit, AuditAction
 from chatserver.moderation.models import Mute, MuteRequest, Report
 from chatserver.moderation.mutes import MuteRegistry, MutesUnavailable, mute_until
 from chatserver.moderation.reports import ReportLog, ReportsUnavailable
@@ -23,17 +24,22 @@ log = logging.getLogger(__name__)
 class ModerationService:
     """One per worker; the mutes and reports it reads are every replica's (see ``mutes``/``reports``)."""
 
-    def __init__(self, chat: ChatService, mutes: MuteRegistry, reports: ReportLog) -> None:
+    def __init__(self, chat: ChatService, mutes: MuteRegistry, reports: ReportLog, audit: Audit) -> None:
         self._chat = chat
         self._mutes = mutes
         self._reports = reports
+        self._audit = audit
 
     async def delete_message(self, moderator: str, message_id: str) -> None:
         """Tombstone any message, in any room; its ``deletedMessage`` goes to the room on every replica."""
         stored = await self._chat.delete(MessageTarget(message_id), time.time())
-        log.info(
-            "moderator deleted a message",
-            extra={"moderator": moderator, "message_id": message_id, "player_id": stored.sender_id},
+        await self._audit.record(
+            AuditAction.MESSAGE_DELETED,
+            moderator=moderator,
+            message_id=message_id,
+            player_id=stored.sender_id,
+            chat=stored.room.type.value,
+            clan_id=stored.room.clan_id,
         )
 
     async def mute(self, moderator: str, request: MuteRequest) -> Mute:
@@ -48,9 +54,12 @@ class ModerationService:
         except MutesUnavailable:
             log.exception("mute registry refused a mute")
             raise not_available("The mute registry") from None
-        log.info(
-            "moderator muted a player",
-            extra={"moderator": moderator, "player_id": mute.player_id, "until": mute.until, "reason": mute.reason},
+        await self._audit.record(
+            AuditAction.PLAYER_MUTED,
+            moderator=moderator,
+            player_id=mute.player_id,
+            until=mute.until,
+            reason=mute.reason,
         )
         return mute
 
@@ -63,7 +72,7 @@ class ModerationService:
             raise not_available("The mute registry") from None
         if not lifted:
             raise ChatError.of(ErrorReason.NOT_FOUND, "player_id", "No mute is in force for this player", player_id)
-        log.info("moderator unmuted a player", extra={"moderator": moderator, "player_id": player_id})
+        await self._audit.record(AuditAction.PLAYER_UNMUTED, moderator=moderator, player_id=player_id)
 
     async def mutes(self) -> list[Mute]:
         try:
