@@ -12,6 +12,7 @@ import httpx
 import pytest
 import redis
 
+from tests.conftest import ServerFactory
 from tests.game_client import GameClient, check_history
 from tests.harness import Client, suite_env, token
 from tests.test_resume import RECOVERED, frames_until_ready, resume
@@ -290,3 +291,21 @@ async def test_game_sockets_get_no_edit_or_delete_frames_and_see_the_change_in_h
             headers={"Authorization": f"Bearer {sender_token}"},
         )
     assert [m["content"] for m in check_history(page.json())] == ["three", "one, edited"]
+
+
+async def test_reports_are_limited_in_a_bucket_of_their_own(
+    server_factory: ServerFactory, new_id: Callable[[], str]
+) -> None:
+    server = server_factory(CHAT_REACTION_RATE="0.001", CHAT_REACTION_BURST="2")
+    client = await Client.connect(server, token(new_id()))
+    posted = await client.post("global", "report me")
+
+    for n in range(3):
+        await client.send({"event": "globalMessageReport", "ref": f"r{n}", "data": {"message_id": posted["_id"]}})
+    await client.send({"event": "globalMessageReaction", "data": {"message_id": posted["_id"], "emoji": "👍"}})
+    replies = [await client.recv(), await client.recv()]
+
+    limited = replies[0]
+    assert (limited["ref"], limited["error"][0]["reason"]) == ("r2", "TOO_MANY_REQUESTS")
+    assert limited["error"][0]["message"] == "Too many reports; try again in a moment"
+    assert replies[1]["event"] == "newReaction"
