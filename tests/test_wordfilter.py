@@ -16,7 +16,7 @@ import pytest
 from bench.scenarios.filter import CORE_TERMS, SAMPLE
 from chatserver.wordfilter.matcher import WordFilter
 from tests.conftest import ServerFactory
-from tests.harness import ROOT, Client, ServerProcess, token
+from tests.harness import ROOT, Client, ServerProcess, token, wait_for_log
 from tests.test_cli import CLI_TIMEOUT, clean_env
 
 RELOAD_TIMEOUT = 10.0
@@ -202,6 +202,21 @@ async def test_a_changed_blocklist_file_is_in_force_without_a_restart(
     await masked_after_reload(client, "bravo team", "***** team")
 
 
+async def test_a_reload_that_fails_keeps_the_list_in_force(
+    server_factory: ServerFactory, tmp_path: Path, new_id: Callable[[], str]
+) -> None:
+    path = blocklist_file(tmp_path, "alpha")
+    server = server_factory(CHAT_BLOCKLIST_FILE=str(path))
+    client = await Client.connect(server, token(new_id()))
+
+    path.write_bytes(b"bravo\n\xff\xfe not utf-8\n")
+    await wait_for_log(server, lambda entry: entry["message"].startswith("blocklist not reloaded"))
+
+    assert (await client.post("global", "alpha bravo"))["content"] == "***** bravo"
+    path.write_text("bravo\n", encoding="utf-8")
+    await masked_after_reload(client, "alpha bravo", "alpha *****")
+
+
 async def test_sighup_reloads_the_blocklist(
     server_factory: ServerFactory, tmp_path: Path, new_id: Callable[[], str]
 ) -> None:
@@ -233,8 +248,9 @@ async def test_sighup_reloads_the_blocklist(
             {"CHAT_BLOCKLIST_FILE": "/nonexistent/blocklist.txt"},
             "chatserver: CHAT_BLOCKLIST_FILE '/nonexistent/blocklist.txt' is not a readable file\n",
         ),
+        ({"CHAT_BLOCKLIST_FILE": "/tmp"}, "chatserver: CHAT_BLOCKLIST_FILE '/tmp' is not a readable file\n"),
     ],
-    ids=["unknown-action", "missing-file"],
+    ids=["unknown-action", "missing-file", "a-directory"],
 )
 def test_a_bad_blocklist_setting_exits_with_one_line(env: dict[str, str], expected: str) -> None:
     result = serve_and_exit(env)
