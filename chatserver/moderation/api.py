@@ -8,18 +8,16 @@ without the role 403, each in the HTTP error body.
 from __future__ import annotations
 
 import hmac
-from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from chatserver.auth import authenticate, token_from_request
-from chatserver.http import refused
+from chatserver.http import parsed_body, refused
 from chatserver.moderation.models import MuteList, MuteRequest, ReportList
-from chatserver.protocol import ErrorDetail, ErrorReason
+from chatserver.protocol import ErrorReason
 from chatserver.protocol.errors import ChatError
-from chatserver.protocol.vocabulary import is_object_id
+from chatserver.protocol.vocabulary import cut, is_object_id
 from chatserver.services import Services
 from chatserver.settings import Settings
 
@@ -28,7 +26,6 @@ SERVICE_MODERATOR = "service"
 REPORTS_DEFAULT_LIMIT = 20
 REPORTS_MAX_LIMIT = 100
 
-Body = TypeVar("Body", bound=BaseModel)
 
 
 def moderator_of(request: Request, settings: Settings) -> str:
@@ -51,7 +48,7 @@ async def delete_message(request: Request) -> Response:
         message_id: str = request.path_params["message_id"]
         if not is_object_id(message_id):
             raise ChatError.of(
-                ErrorReason.VALIDATION, "message_id", "message_id must be a 24-character hex id", message_id[:64]
+                ErrorReason.VALIDATION, "message_id", "message_id must be a 24-character hex id", cut(message_id)
             )
         await services.moderation.delete_message(moderator, message_id.lower())
     except ChatError as error:
@@ -64,7 +61,7 @@ async def create_mute(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
         moderator = moderator_of(request, services.settings)
-        mute = await services.moderation.mute(moderator, _body(MuteRequest, await request.body()))
+        mute = await services.moderation.mute(moderator, parsed_body(MuteRequest, await request.body()))
     except ChatError as error:
         return refused(error)
     return _json(mute.model_dump_json(), status_code=201)
@@ -110,25 +107,8 @@ def _limit(raw: str | None) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise ChatError.of(ErrorReason.VALIDATION, "limit", "limit must be a whole number", raw[:64]) from None
+        raise ChatError.of(ErrorReason.VALIDATION, "limit", "limit must be a whole number", cut(raw)) from None
     return REPORTS_DEFAULT_LIMIT if limit < 1 else min(limit, REPORTS_MAX_LIMIT)
-
-
-def _body(model: type[Body], body: bytes) -> Body:
-    """The request body as ``model``; each bad field is one VALIDATION error object naming it."""
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as error:
-        raise ChatError(
-            [
-                ErrorDetail(
-                    reason=ErrorReason.VALIDATION,
-                    field=".".join(str(part) for part in problem["loc"]) or None,
-                    message=problem["msg"],
-                )
-                for problem in error.errors(include_url=False)
-            ]
-        ) from None
 
 
 def _json(body: str, status_code: int = 200) -> Response:

@@ -14,7 +14,7 @@ from chatserver.moderation.audit import Audit, AuditAction
 from chatserver.moderation.models import Mute, MuteRequest, Report
 from chatserver.moderation.mutes import MuteRegistry, MutesUnavailable, mute_until
 from chatserver.moderation.reports import ReportLog, ReportsUnavailable
-from chatserver.protocol import ErrorReason
+from chatserver.protocol import ErrorReason, cut
 from chatserver.protocol.errors import ChatError, not_available
 from chatserver.store.base import MessageTarget
 
@@ -71,7 +71,9 @@ class ModerationService:
             log.exception("mute registry refused an unmute")
             raise not_available("The mute registry") from None
         if not lifted:
-            raise ChatError.of(ErrorReason.NOT_FOUND, "player_id", "No mute is in force for this player", player_id)
+            raise ChatError.of(
+                ErrorReason.NOT_FOUND, "player_id", "No mute is in force for this player", cut(player_id)
+            )
         await self._audit.record(AuditAction.PLAYER_UNMUTED, moderator=moderator, player_id=player_id)
 
     async def mutes(self) -> list[Mute]:
