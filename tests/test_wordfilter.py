@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.scenarios.filter import CORE_TERMS, SAMPLE
 from chatserver.wordfilter.matcher import WordFilter
@@ -20,13 +22,9 @@ from tests.harness import ROOT, Client, ServerProcess, token, wait_for_log
 from tests.test_cli import CLI_TIMEOUT, clean_env
 
 RELOAD_TIMEOUT = 10.0
+CORE_FILTER = WordFilter(CORE_TERMS)
 # The sample's evasions the filter is not built to catch; each is named in the benchmark's report.
 KNOWN_MISSES = {"shiit", "phuck", "f*ck", "sh it", "fvck"}
-
-
-@pytest.fixture(scope="module")
-def core() -> WordFilter:
-    return WordFilter(CORE_TERMS)
 
 
 # --- matching, in process ------------------------------------------------------------------------
@@ -50,9 +48,9 @@ def core() -> WordFilter:
         ("kill   yourself", "***************"),
     ],
 )
-def test_an_evasion_is_masked_star_for_code_point(core: WordFilter, text: str, masked: str) -> None:
-    assert core.mask(text) == masked
-    assert len(core.mask(text)) == len(text)
+def test_an_evasion_is_masked_star_for_code_point(text: str, masked: str) -> None:
+    assert CORE_FILTER.mask(text) == masked
+    assert len(CORE_FILTER.mask(text)) == len(text)
 
 
 @pytest.mark.parametrize(
@@ -70,9 +68,9 @@ def test_an_evasion_is_masked_star_for_code_point(core: WordFilter, text: str, m
         "pass me the potion",
     ],
 )
-def test_an_innocent_word_containing_a_blocked_term_passes(core: WordFilter, text: str) -> None:
-    assert core.find(text) == []
-    assert core.mask(text) == text
+def test_an_innocent_word_containing_a_blocked_term_passes(text: str) -> None:
+    assert CORE_FILTER.find(text) == []
+    assert CORE_FILTER.mask(text) == text
 
 
 def test_a_wildcard_term_blocks_words_that_start_with_it_or_contain_it() -> None:
@@ -84,6 +82,15 @@ def test_a_wildcard_term_blocks_words_that_start_with_it_or_contain_it() -> None
     assert word_filter.mask("classy asses") == "classy asses"
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=300))
+def test_any_text_is_masked_in_place_without_failing(text: str) -> None:
+    masked = CORE_FILTER.mask(text)
+
+    assert len(masked) == len(text)
+    assert all(kept == original or kept == "*" for kept, original in zip(masked, text, strict=True))
+
+
 def test_comments_blank_lines_and_terms_without_letters_are_not_terms() -> None:
     word_filter = WordFilter(["# a comment", "", "   ", "***", "toxic"])
 
@@ -91,9 +98,9 @@ def test_comments_blank_lines_and_terms_without_letters_are_not_terms() -> None:
     assert word_filter.mask("# a comment is toxic") == "# a comment is *****"
 
 
-def test_the_labelled_sample_has_no_false_positive_and_only_the_known_misses(core: WordFilter) -> None:
-    flagged_innocent = [text for text, blocked in SAMPLE if not blocked and core.find(text)]
-    missed = {text for text, blocked in SAMPLE if blocked and not core.find(text)}
+def test_the_labelled_sample_has_no_false_positive_and_only_the_known_misses() -> None:
+    flagged_innocent = [text for text, blocked in SAMPLE if not blocked and CORE_FILTER.find(text)]
+    missed = {text for text, blocked in SAMPLE if blocked and not CORE_FILTER.find(text)}
 
     assert flagged_innocent == []
     assert missed == KNOWN_MISSES
