@@ -83,7 +83,7 @@ def mint_token(
     roles: list[str] | None = None,
     ttl_seconds: float | None = 30 * 24 * 3600,
 ) -> str:
-    """A signed token like the game's ``POST /auth/signIn`` issues, plus optional profile claims."""
+    """A signed token like the game's ``POST /auth/signIn`` issues, plus optional profile claims and ``roles``."""
     claims: dict[str, Any] = {"player_id": player_id, "iat": int(time.time())}
     optional = {"profile_id": profile_id, "name": name, "clan_id": clan_id, "avatar": avatar, "roles": roles}
     claims.update({key: value for key, value in optional.items() if value is not None})

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from tests.harness import Client, ServerProcess, suite_env, token
+from tests.harness import ROOT, TEST_SECRET, Client, ServerProcess, suite_env, token
 from tests.test_http_docs import validate_openapi
 from tests.test_resume import RECOVERED, frames_until_ready, resume
 from tools.cluster import Cluster
@@ -347,3 +350,23 @@ async def test_a_malformed_entry_in_the_mute_registry_mutes_nobody(cluster: Clus
 
     assert (await client.post("global", "still talking"))["content"] == "still talking"
     assert (await call(cluster, 0, "GET", "/chat/moderation/mutes", SERVICE_TOKEN)).status_code == 200
+
+
+async def test_a_moderator_token_from_the_command_line_is_let_in(
+    embedded_server: ServerProcess, new_id: Callable[[], str]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "REDIS_", "MONGODB_", "JWT_"))}
+    minted = subprocess.run(
+        [sys.executable, "-m", "chatserver", "token", "--player-id", "mod-1", "--role", "moderator"],
+        env={**env, "JWT_SECRET": TEST_SECRET},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert minted.returncode == 0, minted.stderr
+
+    async with httpx.AsyncClient(base_url=embedded_server.http_url, headers=bearer(minted.stdout.strip())) as http:
+        created = await http.post("/chat/moderation/mutes", json={"player_id": new_id(), "minutes": 1})
+
+    assert (created.status_code, created.json()["moderator"]) == (201, "mod-1")
