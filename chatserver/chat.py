@@ -19,7 +19,6 @@ from chatserver.broker.base import Broker, BrokerUnavailable, RoomFrame
 from chatserver.delivery import Changes
 from chatserver.frames import deleted_view, iso_millis, message_view, sender_of
 from chatserver.moderation.audit import Audit, AuditAction
-from chatserver.moderation.models import Report
 from chatserver.moderation.mutes import MuteRegistry
 from chatserver.moderation.reports import ReportLog, ReportsUnavailable
 from chatserver.players import Player, PlayerDirectory
@@ -40,6 +39,7 @@ from chatserver.protocol.models import (
     HistoryPage,
     Message,
     PaginationData,
+    Report,
     Sender,
 )
 from chatserver.protocol.outbound import broadcast_text

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from chatserver.moderation.models import Mute, Report
 from chatserver.moderation.mutes import MemoryMutes, MuteRegistry, MutesUnavailable, RedisMutes, mute_until
 from chatserver.moderation.reports import MemoryReports, RedisReports, ReportLog
 from chatserver.protocol import ChatType
+from chatserver.protocol.models import Mute, Report
 from tests.harness import free_port
 
 PREFIX = "mutes-suite:"

@@ -14,9 +14,9 @@ from starlette.responses import Response
 
 from chatserver.auth import authenticate, token_from_request
 from chatserver.http import parsed_body, refused
-from chatserver.moderation.models import MuteList, MuteRequest, ReportList
 from chatserver.protocol import ErrorReason
 from chatserver.protocol.errors import ChatError
+from chatserver.protocol.models import MuteList, MuteRequest, ReportList
 from chatserver.protocol.vocabulary import cut, is_object_id
 from chatserver.services import Services
 from chatserver.settings import Settings
@@ -25,7 +25,6 @@ MODERATOR_ROLE = "moderator"
 SERVICE_MODERATOR = "service"
 REPORTS_DEFAULT_LIMIT = 20
 REPORTS_MAX_LIMIT = 100
-
 
 
 def moderator_of(request: Request, settings: Settings) -> str:

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from chatserver.moderation.models import Mute
+from chatserver.protocol.models import Mute
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chatserver.moderation.models import (
+from chatserver.protocol.models import (
     MUTE_EXAMPLE,
     MUTE_REQUEST_EXAMPLE,
     REPORT_EXAMPLE,

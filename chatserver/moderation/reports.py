@@ -11,7 +11,7 @@ from collections import deque
 
 from redis.exceptions import RedisError
 
-from chatserver.moderation.models import Report
+from chatserver.protocol.models import Report
 
 REPORTS_KEPT = 1000
 

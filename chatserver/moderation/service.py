@@ -11,11 +11,11 @@ import time
 
 from chatserver.chat import ChatService
 from chatserver.moderation.audit import Audit, AuditAction
-from chatserver.moderation.models import Mute, MuteRequest, Report
 from chatserver.moderation.mutes import MuteRegistry, MutesUnavailable, mute_until
 from chatserver.moderation.reports import ReportLog, ReportsUnavailable
 from chatserver.protocol import ErrorReason, cut
 from chatserver.protocol.errors import ChatError, not_available
+from chatserver.protocol.models import Mute, MuteRequest, Report
 from chatserver.store.base import MessageTarget
 
 log = logging.getLogger(__name__)
