@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bench.scenarios.filter import CORE_TERMS, SAMPLE
 from chatserver.wordfilter.matcher import WordFilter
 from tests.conftest import ServerFactory
-from tests.harness import ROOT, Client, ServerProcess, token, wait_for_log
+from tests.harness import ROOT, Client, ServerProcess, free_port, token, wait_for_log
 from tests.test_cli import CLI_TIMEOUT, clean_env
 
 RELOAD_TIMEOUT = 10.0
@@ -109,7 +109,7 @@ def test_the_labelled_sample_has_no_false_positive_and_only_the_known_misses() -
 def serve_and_exit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``python -m chatserver`` from this tree (not an installed script, which may be another checkout's)."""
     return subprocess.run(
-        [sys.executable, "-m", "chatserver", "--port", "0"],
+        [sys.executable, "-m", "chatserver", "--port", str(free_port())],
         env=clean_env(**env),
         cwd=ROOT,
         capture_output=True,
@@ -249,7 +249,7 @@ async def test_sighup_reloads_the_blocklist(
     [
         (
             {"CHAT_BLOCKLIST_ACTION": "drop"},
-            "chatserver: CHAT_BLOCKLIST_ACTION must be 'mask' or 'refuse', not 'drop'\n",
+            "chatserver: CHAT_BLOCKLIST_ACTION must be mask or refuse, not 'drop'\n",
         ),
         (
             {"CHAT_BLOCKLIST_FILE": "/nonexistent/blocklist.txt"},
