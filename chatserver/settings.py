@@ -64,6 +64,13 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+def readable_file(name: str, raw: str) -> str:
+    """A path to a file this process can read (checked once at start-up; later reloads keep what they had)."""
+    if not (os.path.isfile(raw) and os.access(raw, os.R_OK)):
+        raise SettingsError(f"{name} must be a readable file, not {raw!r}")
+    return raw
+
+
 class BlocklistAction(StrEnum):
     """``CHAT_BLOCKLIST_ACTION``: what the word filter does with a message holding a blocked term."""
 
@@ -365,7 +372,7 @@ class Settings:
         None,
         Variable(
             "CHAT_BLOCKLIST_FILE",
-            text,
+            readable_file,
             "word filter list, one term a line (see [Moderation](#moderation)); re-read on SIGHUP or when it changes",
             shown_default="none: no filter",
         ),
@@ -441,10 +448,6 @@ class Settings:
             raise SettingsError("CHAT_PLAYERS_FROM_DB needs MONGODB_URL")
         if self.drain_seconds < 5:
             raise SettingsError("CHAT_DRAIN_SECONDS must be at least 5: polite closes, cuts, then uvicorn's shutdown")
-        if self.blocklist_file is not None and not (
-            os.path.isfile(self.blocklist_file) and os.access(self.blocklist_file, os.R_OK)
-        ):
-            raise SettingsError(f"CHAT_BLOCKLIST_FILE {self.blocklist_file!r} is not a readable file")
         if not 1024 <= self.head_max_bytes <= 64 * 1024:
             raise SettingsError("CHAT_HEAD_MAX_BYTES must be between 1024 and 65536 (nginx's default is 8192)")
         if self.frame_max_bytes > self.transport_max_bytes:

@@ -253,9 +253,9 @@ async def test_sighup_reloads_the_blocklist(
         ),
         (
             {"CHAT_BLOCKLIST_FILE": "/nonexistent/blocklist.txt"},
-            "chatserver: CHAT_BLOCKLIST_FILE '/nonexistent/blocklist.txt' is not a readable file\n",
+            "chatserver: CHAT_BLOCKLIST_FILE must be a readable file, not '/nonexistent/blocklist.txt'\n",
         ),
-        ({"CHAT_BLOCKLIST_FILE": "/tmp"}, "chatserver: CHAT_BLOCKLIST_FILE '/tmp' is not a readable file\n"),
+        ({"CHAT_BLOCKLIST_FILE": "/tmp"}, "chatserver: CHAT_BLOCKLIST_FILE must be a readable file, not '/tmp'\n"),
     ],
     ids=["unknown-action", "missing-file", "a-directory"],
 )
