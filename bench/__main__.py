@@ -1,8 +1,8 @@
 """``python3 -m bench <scenario> [--quick] [options]``: run one benchmark scenario (or ``all``) and write its results.
 
-Scenarios: ``fanout``, ``replicas``, ``connections``, ``history``, ``encoding``. Each writes
-``bench/results/<scenario>.json``, ``.md`` and (but ``encoding``) ``.png``. Every process a scenario starts is stopped
-when it ends, fails, or is interrupted (Ctrl-C or SIGTERM).
+Scenarios: ``fanout``, ``replicas``, ``connections``, ``history``, ``encoding``, ``filter``. Each writes
+``bench/results/<scenario>.json``, ``.md`` and (but ``encoding`` and ``filter``) ``.png``. Every process a scenario
+starts is stopped when it ends, fails, or is interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from types import FrameType
 
 from bench import processes, report
 
-SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding")
+SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding", "filter")
 BENCH_EXTRA = ("matplotlib", "pyinstrument", "orjson")  # pyproject.toml's [project.optional-dependencies] bench
 
 

@@ -12,6 +12,7 @@ from chatserver import http
 from chatserver.console import console_routes
 from chatserver.docs import index_endpoint, swagger_assets, swagger_page
 from chatserver.lifespan import Lifespan
+from chatserver.moderation import api as moderation
 from chatserver.openapi import build_openapi
 from chatserver.services import Services
 from chatserver.settings import Settings
@@ -35,6 +36,11 @@ def create_app(settings: Settings) -> ASGIApp:
         Route("/readyz", http.readyz, methods=["GET"]),
         Route("/metrics", http.metrics_text, methods=["GET"]),
         Route("/internal/membership", http.internal_membership, methods=["POST"]),
+        Route("/chat/moderation/messages/{message_id}", moderation.delete_message, methods=["DELETE"]),
+        Route("/chat/moderation/mutes", moderation.create_mute, methods=["POST"]),
+        Route("/chat/moderation/mutes", moderation.list_mutes, methods=["GET"]),
+        Route("/chat/moderation/mutes/{player_id}", moderation.delete_mute, methods=["DELETE"]),
+        Route("/chat/moderation/reports", moderation.list_reports, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
         Route("/docs", swagger_page, methods=["GET"]),
         Mount("/docs/assets", app=swagger_assets, name="swagger-assets"),

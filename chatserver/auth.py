@@ -30,6 +30,7 @@ class Identity:
     avatar: dict[str, Any] | None = None
     expires_at: float | None = None
     issued_at: float | None = None
+    roles: tuple[str, ...] = ()
 
 
 def token_from_request(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -67,6 +68,7 @@ def authenticate(token: str | None, settings: Settings) -> Identity:
         avatar=claims.get("avatar") if isinstance(claims.get("avatar"), dict) else None,
         expires_at=None if exp is None else float(exp),
         issued_at=float(iat) if isinstance(iat, int | float) else None,
+        roles=_roles(claims.get("roles")),
     )
 
 
@@ -81,13 +83,20 @@ def mint_token(
     roles: list[str] | None = None,
     ttl_seconds: float | None = 30 * 24 * 3600,
 ) -> str:
-    """A signed token like the game's ``POST /auth/signIn`` issues, plus optional profile claims."""
+    """A signed token like the game's ``POST /auth/signIn`` issues, plus optional profile claims and ``roles``."""
     claims: dict[str, Any] = {"player_id": player_id, "iat": int(time.time())}
     optional = {"profile_id": profile_id, "name": name, "clan_id": clan_id, "avatar": avatar, "roles": roles}
     claims.update({key: value for key, value in optional.items() if value is not None})
     if ttl_seconds is not None:
         claims["exp"] = int(time.time() + ttl_seconds)
     return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)
+
+
+def _roles(value: Any) -> tuple[str, ...]:
+    """The ``roles`` claim (a list of strings, as the game backend mints moderators); anything else is none."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(role for role in value if isinstance(role, str))
 
 
 def _optional_str(value: Any) -> str | None:

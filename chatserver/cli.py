@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--avatar", type=options.json_object, help="the avatar claim, a JSON object such as '{\"hat\": 2}'"
     )
+    token.add_argument(
+        "--role", action="append", dest="roles", type=options.non_blank, help="a roles claim entry, e.g. moderator"
+    )
     token.add_argument("--ttl", type=options.positive_seconds, default=30 * 24 * 3600, help="seconds until it expires")
     membership = commands.add_parser(
         "membership",
@@ -163,6 +166,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
             clan_id=args.clan_id,
             profile_id=args.profile_id,
             avatar=args.avatar,
+            roles=args.roles,
             ttl_seconds=args.ttl,
         )
     )
@@ -258,7 +262,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     else:
         from chatserver.app import create_app
 
-        app = create_app(settings)
+        try:
+            app = create_app(settings)
+        except SettingsError as error:
+            sys.exit(f"chatserver: {error}")
     serve(
         app,
         settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from chatserver.players import Player
-from chatserver.protocol.models import Message, Reaction, Sender
+from chatserver.protocol.models import DeletedMessage, Message, Reaction, Sender
 from chatserver.store.base import StoredMessage
 
 
@@ -37,4 +37,18 @@ def message_view(message: StoredMessage, sender: Sender) -> Message:
         reactions=[Reaction(playerName=r.player_name, emoji=r.emoji, sender_id=r.sender_id) for r in message.reactions],
         createdAt=iso_millis(message.created_at),
         updatedAt=iso_millis(message.updated_at),
+        editedAt=None if message.edited_at is None else iso_millis(message.edited_at),
     )
+
+
+def deleted_view(message: StoredMessage) -> DeletedMessage:
+    """A tombstone as its ``deletedMessage`` frame shows it."""
+    assert message.deleted_at is not None
+    return DeletedMessage(
+        id=message.id,
+        type=message.room.type,
+        clan_id=message.room.clan_id,
+        updatedAt=iso_millis(message.updated_at),
+        deletedAt=iso_millis(message.deleted_at),
+    )
+

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hmac
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +19,8 @@ from chatserver.protocol.models import ErrorDetail, HealthBody, MembershipChange
 from chatserver.protocol.outbound import RENDERERS
 from chatserver.protocol.vocabulary import ChatType, Dialect, ErrorReason, cut, is_object_id
 from chatserver.services import Services
+
+Body = TypeVar("Body", bound=BaseModel)
 
 
 async def history(request: Request) -> Response:
@@ -130,17 +133,17 @@ async def internal_membership(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
         _check_service_token(request, services.settings.internal_token)
-        change = _membership_change(await request.body())
+        change = parsed_body(MembershipChange, await request.body())
         await services.membership.publish(change)
     except ChatError as error:
         return refused(error)
     return _json(change.model_dump_json(), status_code=202)
 
 
-def _membership_change(body: bytes) -> MembershipChange:
-    """The request body as a change; each bad field is one error object naming it."""
+def parsed_body(model: type[Body], body: bytes) -> Body:
+    """A JSON request body as ``model``; each bad field is one VALIDATION error object naming it."""
     try:
-        return MembershipChange.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as error:
         raise ChatError(
             [

@@ -52,6 +52,13 @@ HEADS_REFUSED = Counter(
     ["status"],
     registry=REGISTRY,
 )
+FILTERED = Counter(
+    "chat_filtered_messages_total",
+    "Messages holding a blocked term, by what the word filter did (mask, refuse)",
+    ["action"],
+    registry=REGISTRY,
+)
+REPORTS = Counter("chat_reports_total", "Messages reported by players, by chat", ["chat"], registry=REGISTRY)
 BROADCASTS_OUT = FRAMES_OUT.labels("broadcast")
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import core_schema
 
+from chatserver.moderation import openapi as moderation
 from chatserver.protocol import models as protocol
 from chatserver.protocol.vocabulary import CloseCode, Dialect
 
@@ -28,6 +29,7 @@ _COMPONENT_MODELS: list[type[BaseModel]] = [
     protocol.HttpErrorBody,
     protocol.HistoryPage,
     protocol.HealthBody,
+    *moderation.COMPONENT_MODELS,
 ]
 
 _WS_DESCRIPTION = """Real-time chat for Altzone.
@@ -37,8 +39,11 @@ after a reconnect `?since=<updatedAt>` or `X-Chat-Since: <updatedAt>` (the newes
 client processed): the changes since then are replayed as `BroadcastFrame`s before `ReadyFrame`,
 whose `recovered` says whether they were all of them. After the handshake the server sends
 `ReadyFrame`. Client frames: `ClientFrame` (`clanMessage`, `globalMessage` with `MessageData`;
-`clanMessageReaction`, `globalMessageReaction` with `ReactionData`). Server frames: `BroadcastFrame`,
-`MembershipFrame`, `ErrorFrame`. A refused handshake answers HTTP 400/401/403/404/429/503 with an
+`clanMessageReaction`, `globalMessageReaction` with `ReactionData`; `clanMessageEdit`,
+`globalMessageEdit` with `EditData`; `clanMessageDelete`, `globalMessageDelete` with `MessageRefData`;
+`clanMessageReport`, `globalMessageReport` with `ReportData`). Server frames: `BroadcastFrame`
+(`newMessage`, `newReaction`, `editedMessage` with a `Message`; `deletedMessage` with a
+`DeletedMessage`), `MembershipFrame`, `ErrorFrame`. A refused handshake answers HTTP 400/401/403/404/429/503 with an
 `ErrorFrame` body.
 
 **Dialects**: `Sec-WebSocket-Protocol: {subprotocols}` picks one per socket (echoed; unknown ones
@@ -130,6 +135,7 @@ def build_openapi(root_path: str = "") -> dict[str, Any]:
                     },
                 }
             },
+            **moderation.moderation_paths(),
             "/healthz": {
                 "get": {
                     "tags": ["Health"],

@@ -19,12 +19,17 @@ from chatserver.connection import CLOSE_FRAME_SECONDS
 from chatserver.delivery import Delivery
 from chatserver.hub import Hub
 from chatserver.membership import Membership
+from chatserver.moderation.audit import Audit
+from chatserver.moderation.mutes import MemoryMutes, MuteRegistry
+from chatserver.moderation.reports import MemoryReports, ReportLog
+from chatserver.moderation.service import ModerationService
 from chatserver.players import ClaimsDirectory, PlayerDirectory
 from chatserver.protocol.vocabulary import CloseCode, Dialect
 from chatserver.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from chatserver.settings import HMAC_MIN_BYTES, Settings, mask_url
 from chatserver.store.base import MessageStore, StoreUnavailable
 from chatserver.store.memory import MemoryStore
+from chatserver.wordfilter.blocklist import Blocklist
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,10 @@ class Services:
     membership: Membership
     limiter: RateLimiter
     ledger: ClanLedger | None
+    blocklist: Blocklist
+    mutes: MuteRegistry
+    reports: ReportLog
+    moderation: ModerationService
     draining: bool = False
 
     @classmethod
@@ -59,7 +68,10 @@ class Services:
         ledger = _ledger_for(settings)
         players = _players_for(settings, ledger)
         limiter = _limiter_for(settings)
-        chat = ChatService(settings, store, broker, players, limiter)
+        blocklist = Blocklist(settings.blocklist_file, settings.blocklist_action)
+        mutes, reports = _mutes_for(settings), _reports_for(settings)
+        audit = Audit()
+        chat = ChatService(settings, store, broker, players, limiter, blocklist, mutes, reports, audit)
         delivery = Delivery(broker, chat)
         hub = Hub(delivery, settings.max_sockets_per_player)
         return cls(
@@ -73,6 +85,10 @@ class Services:
             membership=Membership(broker, hub, players, ledger),
             limiter=limiter,
             ledger=ledger,
+            blocklist=blocklist,
+            mutes=mutes,
+            reports=reports,
+            moderation=ModerationService(chat, mutes, reports, audit),
         )
 
     async def start(self) -> None:
@@ -99,6 +115,7 @@ class Services:
                 "(lost on restart, at most %d messages)",
                 self.settings.memory_max_messages,
             )
+        await self.blocklist.start()
         await self.delivery.start(self.hub.deliver, self.membership.apply)
         if not await self._broker_answers(BROKER_FIRST_ANSWER_SECONDS):
             log.error(
@@ -118,9 +135,12 @@ class Services:
 
     async def stop(self) -> None:
         await self.delivery.stop()
+        await self.blocklist.stop()
         await self.limiter.close()
         if self.ledger is not None:
             await self.ledger.close()
+        await self.mutes.close()
+        await self.reports.close()
         await self.store.close()
 
     async def drain(self, seconds: float) -> None:
@@ -185,6 +205,23 @@ def _limiter_for(settings: Settings) -> RateLimiter:
     if settings.redis_url is None:
         return MemoryRateLimiter()
     return RedisRateLimiter(settings.redis_url, settings.redis_prefix)
+
+
+def _mutes_for(settings: Settings) -> MuteRegistry:
+    """Mutes every replica reads through Redis, or this process's own when embedded."""
+    if settings.redis_url is None:
+        return MemoryMutes()
+    from chatserver.moderation.mutes import RedisMutes
+
+    return RedisMutes(settings.redis_url, settings.redis_prefix)
+
+
+def _reports_for(settings: Settings) -> ReportLog:
+    if settings.redis_url is None:
+        return MemoryReports()
+    from chatserver.moderation.reports import RedisReports
+
+    return RedisReports(settings.redis_url, settings.redis_prefix)
 
 
 def _ledger_for(settings: Settings) -> ClanLedger | None:

@@ -44,6 +44,7 @@ DEV_JWT_SECRET = "altzone-chat-development-secret-do-not-use-in-production"
 
 __all__ = [  # what the rest of the package imports from here (some of it defined in chatserver.variables)
     "DEV_JWT_SECRET",
+    "BlocklistAction",
     "HMAC_MIN_BYTES",
     "Environment",
     "Rate",
@@ -61,6 +62,20 @@ class Environment(StrEnum):
 
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+def readable_file(name: str, raw: str) -> str:
+    """A path to a file this process can read (checked once at start-up; later reloads keep what they had)."""
+    if not (os.path.isfile(raw) and os.access(raw, os.R_OK)):
+        raise SettingsError(f"{name} must be a readable file, not {raw!r}")
+    return raw
+
+
+class BlocklistAction(StrEnum):
+    """``CHAT_BLOCKLIST_ACTION``: what the word filter does with a message holding a blocked term."""
+
+    MASK = "mask"
+    REFUSE = "refuse"
 
 
 @dataclass(frozen=True)
@@ -351,6 +366,23 @@ class Settings:
             "serves the browser console at `/console` (development tokens only in development: with "
             "`CHAT_ENV=development`, or with no setting at all)",
             shown_default="on, off with `CHAT_ENV=production`",
+        ),
+    )
+    blocklist_file: str | None = setting(
+        None,
+        Variable(
+            "CHAT_BLOCKLIST_FILE",
+            readable_file,
+            "word filter list, one term a line (see [Moderation](#moderation)); re-read on SIGHUP or when it changes",
+            shown_default="none: no filter",
+        ),
+    )
+    blocklist_action: BlocklistAction = setting(
+        BlocklistAction.MASK,
+        Variable(
+            "CHAT_BLOCKLIST_ACTION",
+            member_of(BlocklistAction),
+            "`mask` stars out each blocked stretch; `refuse` answers `VALIDATION` on `content` and stores nothing",
         ),
     )
     history_default_limit: int = 20

@@ -582,3 +582,19 @@ def test_ingress_can_publish_the_api_documentation_too() -> None:
     assert set(published) <= app_route_paths(Settings.from_env(pod_environment(manifests)))
     assert "paths" in refused({**SECRETS, "ingress": {"enabled": True, "paths": []}})
     assert "paths" in refused({**SECRETS, "ingress": {"enabled": True, "paths": ["ws/chat"]}})
+
+
+def test_blocklist_terms_become_a_mounted_file_named_by_chat_blocklist_file() -> None:
+    manifests = render({**SECRETS, "blocklist": {"terms": ["fuck*", "kill yourself"]}})
+    blocklist = next(m for m in of_kind(manifests, "ConfigMap") if m["metadata"]["name"] == f"{FULLNAME}-blocklist")
+    config = next(m for m in of_kind(manifests, "ConfigMap") if m["metadata"]["name"] == FULLNAME)
+    spec = container(manifests)
+    volumes = one(manifests, "Deployment")["spec"]["template"]["spec"]["volumes"]
+
+    assert blocklist["data"] == {"blocklist.txt": "fuck*\nkill yourself\n"}
+    assert config["data"]["CHAT_BLOCKLIST_FILE"] == "/etc/chatserver/blocklist/blocklist.txt"
+    assert {"name": "blocklist", "mountPath": "/etc/chatserver/blocklist", "readOnly": True} in spec["volumeMounts"]
+    assert {"name": "blocklist", "configMap": {"name": f"{FULLNAME}-blocklist"}} in volumes
+    without = render(SECRETS)
+    assert "CHAT_BLOCKLIST_FILE" not in one(without, "ConfigMap")["data"]
+    assert [m["kind"] for m in without].count("ConfigMap") == 1

@@ -24,6 +24,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from chatserver.store.base import (
     MessageStore,
+    MessageTarget,
     NewMessage,
     ReactionChange,
     RoomKey,
@@ -341,6 +342,103 @@ async def test_changes_since_over_the_limit_keeps_the_newest_and_says_incomplete
     assert (contents(exact.messages), exact.complete) == (["m0", "m1", "m2", "m3", "m4"], True)
 
 
+async def test_an_edit_by_the_sender_replaces_the_content_with_edited_at_and_a_later_updated_at(
+    store: MessageStore,
+) -> None:
+    message = await store.add(new_message(CLAN_A, "first words", feeling="happy"))
+    await store.react(CLAN_A, react(message, BOB, "Bob", "🔥"))
+
+    edited = await store.edit(MessageTarget(message.id, CLAN_A, ALICE), "better words")
+
+    assert edited is not None
+    assert (edited.content, edited.feeling, edited.created_at) == ("better words", "happy", message.created_at)
+    assert edited.reactions == (StoredReaction("Bob", "🔥", BOB),)
+    assert edited.edited_at == edited.updated_at and edited.updated_at > message.updated_at
+    assert (await store.page(CLAN_A, 10, 0)).messages == [edited]
+
+
+async def test_an_edit_or_deletion_by_another_player_or_through_another_room_is_none_and_changes_nothing(
+    store: MessageStore,
+) -> None:
+    message = await store.add(new_message(CLAN_A, "mine"))
+    unknown = str(ObjectId())
+
+    for target in (
+        MessageTarget(message.id, CLAN_A, BOB),
+        MessageTarget(message.id, CLAN_B, ALICE),
+        MessageTarget(message.id, GLOBAL, ALICE),
+        MessageTarget(unknown, CLAN_A, ALICE),
+        MessageTarget("not-an-id", CLAN_A, ALICE),
+    ):
+        assert await store.edit(target, "changed") is None
+        assert await store.delete(target) is None
+    assert (await store.page(CLAN_A, 10, 0)).messages == [message]
+
+
+async def test_a_deleted_message_is_a_tombstone_gone_from_history_totals_and_reactions(store: MessageStore) -> None:
+    m0, m1, m2 = await post(store, GLOBAL, 3)
+    await store.react(GLOBAL, react(m1, BOB, "Bob", "👍"))
+
+    tombstone = await store.delete(MessageTarget(m1.id, GLOBAL, ALICE))
+
+    assert tombstone is not None
+    assert (tombstone.id, tombstone.content, tombstone.feeling, tombstone.reactions) == (m1.id, "", None, ())
+    assert tombstone.deleted_at == tombstone.updated_at and tombstone.updated_at > m1.updated_at
+    page = await store.page(GLOBAL, 10, 0)
+    assert (contents(page.messages), page.total) == (["m2", "m0"], 2)
+    below = await store.page_before(GLOBAL, m1.id, 10)
+    assert below is not None and (contents(below.messages), below.total) == (["m0"], 2)
+    assert contents((await store.page_before(GLOBAL, m2.id, 10) or below).messages) == ["m0"]
+    assert await store.react(GLOBAL, react(m1, BOB, "Bob", "🔥")) is None
+    assert await store.edit(MessageTarget(m1.id), "back again") is None
+    assert await store.delete(MessageTarget(m1.id)) is None
+
+
+async def test_a_deletion_is_a_change_that_changes_since_returns(store: MessageStore) -> None:
+    m0, m1 = await post(store, CLAN_A, 2)
+
+    tombstone = await store.delete(MessageTarget(m0.id))
+
+    changes = await store.changes_since(CLAN_A, m1.updated_at, 10)
+    assert (changes.messages, changes.complete) == ([tombstone], True)
+
+
+async def test_get_finds_a_live_message_through_its_room_and_never_a_tombstone(store: MessageStore) -> None:
+    message = await store.add(new_message(CLAN_A, "look at this"))
+    gone = await store.add(new_message(CLAN_A, "gone"))
+    await store.delete(MessageTarget(gone.id))
+
+    assert await store.get(MessageTarget(message.id, CLAN_A)) == message
+    assert await store.get(MessageTarget(message.id)) == message
+    assert await store.get(MessageTarget(message.id, CLAN_B)) is None
+    assert await store.get(MessageTarget(message.id, CLAN_A, BOB)) is None
+    assert await store.get(MessageTarget(gone.id, CLAN_A)) is None
+    assert await store.get(MessageTarget("$where", CLAN_A)) is None
+
+
+async def test_a_moderator_target_matches_any_sender_in_any_room(store: MessageStore) -> None:
+    clan_message = await store.add(new_message(CLAN_B, "theirs", sender=BOB))
+
+    tombstone = await store.delete(MessageTarget(clan_message.id))
+
+    assert tombstone is not None and tombstone.room == CLAN_B and tombstone.sender_id == BOB
+    assert (await store.page(CLAN_B, 10, 0)).total == 0
+
+
+async def test_concurrent_reactions_and_a_deletion_leave_a_tombstone_without_reactions(store: MessageStore) -> None:
+    message = await store.add(new_message(GLOBAL))
+    players = [f"{i:024x}" for i in range(1, 21)]
+
+    await asyncio.gather(
+        *(store.react(GLOBAL, react(message, p, "P", "🔥")) for p in players[:10]),
+        store.delete(MessageTarget(message.id, GLOBAL, ALICE)),
+        *(store.react(GLOBAL, react(message, p, "P", "🔥")) for p in players[10:]),
+    )
+
+    changed = await store.changes_since(GLOBAL, message.created_at, 10)
+    assert [(m.id, m.reactions, m.deleted_at is not None) for m in changed.messages] == [(message.id, (), True)]
+
+
 # --- Only the embedded store ---------------------------------------------------------------------------
 
 
@@ -358,6 +456,24 @@ async def test_the_memory_store_drops_the_oldest_message_when_full() -> None:
     assert await store.react(CLAN_A, react(first, BOB, "Bob", "👍")) is None
     since = first.created_at - timedelta(milliseconds=1)
     assert contents((await store.changes_since(CLAN_A, since, 10)).messages) == ["a1"]
+
+
+async def test_the_memory_store_drops_tombstones_in_turn_when_full() -> None:
+    store = MemoryStore(max_messages=2)
+    first = await store.add(new_message(CLAN_A, "a0"))
+    await store.delete(MessageTarget(first.id))
+    await store.add(new_message(CLAN_A, "a1"))
+    await store.add(new_message(CLAN_A, "a2"))
+
+    since = first.created_at - timedelta(milliseconds=1)
+    assert contents((await store.changes_since(CLAN_A, since, 10)).messages) == ["a1", "a2"]
+    page = await store.page(CLAN_A, 10, 0)
+    assert (contents(page.messages), page.total) == (["a2", "a1"], 2)
+    lone = await store.add(new_message(CLAN_B, "b0"))
+    await store.delete(MessageTarget(lone.id))
+    await store.add(new_message(GLOBAL, "g0"))
+    await store.add(new_message(GLOBAL, "g1"))
+    assert (await store.changes_since(CLAN_B, since, 10)).messages == []
 
 
 # --- Only MongoDB: the game's layout, indexes, the old backend's documents, outages ---------------------
@@ -386,6 +502,39 @@ async def test_documents_are_stored_in_the_games_layout(mongo_store: MongoStore)
     assert clan_raw["senderProfile"] == {"name": "Alice", "avatar": AVATAR}
     assert global_raw["type"] == "global" and global_raw["sender_id"] == "guest-7"
     assert "clan_id" not in global_raw and "feeling" not in global_raw and "sender" not in global_raw
+
+
+async def test_edits_and_tombstones_keep_the_games_layout_with_two_added_dates(mongo_store: MongoStore) -> None:
+    edited = await mongo_store.add(new_message(CLAN_A, "hi", feeling="Happy"))
+    deleted = await mongo_store.add(new_message(CLAN_A, "bye", feeling="Sad"))
+    await mongo_store.react(CLAN_A, react(deleted, BOB, "Bob", "👍"))
+    await mongo_store.edit(MessageTarget(edited.id, CLAN_A, ALICE), "hello")
+    await mongo_store.delete(MessageTarget(deleted.id, CLAN_A, ALICE))
+    collection = ChatMessageDocument.get_pymongo_collection()
+
+    edited_raw = await collection.find_one({"_id": ObjectId(edited.id)})
+    deleted_raw = await collection.find_one({"_id": ObjectId(deleted.id)})
+
+    assert edited_raw is not None and deleted_raw is not None
+    assert (edited_raw["content"], edited_raw["feeling"]) == ("hello", "Happy")
+    assert edited_raw["editedAt"] == edited_raw["updatedAt"] and "deletedAt" not in edited_raw
+    assert (deleted_raw["content"], deleted_raw["reactions"], deleted_raw["sender_id"]) == ("", [], ObjectId(ALICE))
+    assert deleted_raw["deletedAt"] == deleted_raw["updatedAt"] and "feeling" not in deleted_raw
+
+
+async def test_the_old_backends_message_can_be_edited_and_deleted_by_its_sender(mongo_store: MongoStore) -> None:
+    collection = ChatMessageDocument.get_pymongo_collection()
+    created = datetime(2025, 6, 23, 13, 3, 15, 778000)
+    legacy = {"type": "global", "sender_id": ObjectId(ALICE), "content": "old", "reactions": [], "__v": 0}
+    inserted = await collection.insert_one({**legacy, "createdAt": created, "updatedAt": created})
+    message_id = str(inserted.inserted_id)
+
+    edited = await mongo_store.edit(MessageTarget(message_id, GLOBAL, ALICE), "new")
+    tombstone = await mongo_store.delete(MessageTarget(message_id, GLOBAL, ALICE))
+
+    assert edited is not None and edited.content == "new"
+    assert tombstone is not None and tombstone.deleted_at is not None
+    assert (await mongo_store.page(GLOBAL, 10, 0)).total == 0
 
 
 async def test_the_history_and_resume_indexes_exist_after_open(mongo_store: MongoStore) -> None:

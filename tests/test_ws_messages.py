@@ -10,6 +10,12 @@ import pytest
 
 from tests.harness import Client, ServerProcess, token
 
+ALL_EVENTS = [
+    "clanMessage", "globalMessage", "clanMessageReaction", "globalMessageReaction",
+    "clanMessageEdit", "globalMessageEdit", "clanMessageDelete", "globalMessageDelete",
+    "clanMessageReport", "globalMessageReport",
+]  # fmt: skip
+
 ISO_MILLIS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 AVATAR = {"head": {"id": 3, "color": "#ff0000"}, "skinColor": "#aabbcc"}
@@ -179,10 +185,8 @@ async def test_invalid_message_gets_one_error_frame_and_the_socket_stays_open(
                     detail(
                         "NOT_ALLOWED",
                         "event",
-                        "event must be one of clanMessage, globalMessage, clanMessageReaction, globalMessageReaction",
-                        additional={
-                            "allowed": ["clanMessage", "globalMessage", "clanMessageReaction", "globalMessageReaction"]
-                        },
+                        f"event must be one of {', '.join(ALL_EVENTS)}",
+                        additional={"allowed": ALL_EVENTS},
                     )
                 ],
                 "ref": "r",
@@ -195,9 +199,9 @@ async def test_invalid_message_gets_one_error_frame_and_the_socket_stays_open(
                     detail(
                         "NOT_ALLOWED",
                         "event",
-                        "event must be one of clanMessage, globalMessage, clanMessageReaction, globalMessageReaction",
+                        f"event must be one of {', '.join(ALL_EVENTS)}",
                         "privateMessage",
-                        {"allowed": ["clanMessage", "globalMessage", "clanMessageReaction", "globalMessageReaction"]},
+                        {"allowed": ALL_EVENTS},
                     )
                 ]
             },

@@ -35,10 +35,14 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 class Bucket(StrEnum):
-    """The rate-limit bucket a frame is charged to; a frame that names no known event costs a message."""
+    """The rate-limit bucket a frame is charged to; a frame that names no known event costs a message.
+
+    Edits and deletions cost a message; reports have a bucket of their own.
+    """
 
     MESSAGES = "messages"
     REACTIONS = "reactions"
+    REPORTS = "reports"
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,9 @@ class FrameEnvelope:
 
     @property
     def bucket(self) -> Bucket:
-        return Bucket.REACTIONS if self.event in _REACTION_EVENTS else Bucket.MESSAGES
+        if self.event in _REACTION_EVENTS:
+            return Bucket.REACTIONS
+        return Bucket.REPORTS if self.event in _REPORT_EVENTS else Bucket.MESSAGES
 
 
 @dataclass(frozen=True)
@@ -92,15 +98,47 @@ class React:
     received_at: float = field(default_factory=time.time)
 
 
-Command = PostMessage | React
+@dataclass(frozen=True)
+class EditMessage:
+    """Replace the content of the sender's own message ``message_id`` with ``content`` (trimmed)."""
 
-_CHAT_OF_EVENT = {
-    InboundEvent.CLAN_MESSAGE: ChatType.CLAN,
-    InboundEvent.GLOBAL_MESSAGE: ChatType.GLOBAL,
-    InboundEvent.CLAN_MESSAGE_REACTION: ChatType.CLAN,
-    InboundEvent.GLOBAL_MESSAGE_REACTION: ChatType.GLOBAL,
-}
+    chat: ChatType
+    message_id: str
+    content: str
+    ref: str | None = None
+    received_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class DeleteMessage:
+    """Delete the sender's own message ``message_id``."""
+
+    chat: ChatType
+    message_id: str
+    ref: str | None = None
+    received_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class ReportMessage:
+    """Report ``message_id`` to the moderators, with an optional ``reason`` (trimmed)."""
+
+    chat: ChatType
+    message_id: str
+    reason: str | None
+    ref: str | None = None
+    received_at: float = field(default_factory=time.time)
+
+
+Command = PostMessage | React | EditMessage | DeleteMessage | ReportMessage
+
+REPORT_REASON_MAX_CHARS = 256
+
+_CHAT_OF_EVENT = {event: ChatType.CLAN if event.value.startswith("clan") else ChatType.GLOBAL for event in InboundEvent}
 _REACTION_EVENTS = {InboundEvent.CLAN_MESSAGE_REACTION, InboundEvent.GLOBAL_MESSAGE_REACTION}
+_EDIT_EVENTS = {InboundEvent.CLAN_MESSAGE_EDIT, InboundEvent.GLOBAL_MESSAGE_EDIT}
+_DELETE_EVENTS = {InboundEvent.CLAN_MESSAGE_DELETE, InboundEvent.GLOBAL_MESSAGE_DELETE}
+_REPORT_EVENTS = {InboundEvent.CLAN_MESSAGE_REPORT, InboundEvent.GLOBAL_MESSAGE_REPORT}
 
 
 def text_of_binary(payload: bytes) -> str:
@@ -113,12 +151,21 @@ def text_of_binary(payload: bytes) -> str:
 
 def command_of(envelope: FrameEnvelope, rules: InboundRules) -> Command:
     """The typed command a sound envelope asks for; raises the one ``ChatError`` its ``data`` earns."""
+    chat, data, ref, received_at = envelope.chat, envelope.data, envelope.ref, envelope.received_at
     try:
-        if envelope.bucket is Bucket.REACTIONS:
-            message_id, emoji = _check_reaction(envelope.data, rules)
-            return React(envelope.chat, message_id, emoji, envelope.ref, envelope.received_at)
-        content, feeling = _check_message(envelope.data, rules)
-        return PostMessage(envelope.chat, content, feeling, envelope.ref, envelope.received_at)
+        if envelope.event in _REACTION_EVENTS:
+            message_id, emoji = _check_reaction(data, rules)
+            return React(chat, message_id, emoji, ref, received_at)
+        if envelope.event in _EDIT_EVENTS:
+            message_id, content = _check_edit(data, rules)
+            return EditMessage(chat, message_id, content, ref, received_at)
+        if envelope.event in _DELETE_EVENTS:
+            return DeleteMessage(chat, _check_message_id_only(data), ref, received_at)
+        if envelope.event in _REPORT_EVENTS:
+            message_id, reason = _check_report(data)
+            return ReportMessage(chat, message_id, reason, ref, received_at)
+        content, feeling = _check_message(data, rules)
+        return PostMessage(chat, content, feeling, ref, received_at)
     except ChatError as error:
         error.ref = envelope.ref
         raise
@@ -187,18 +234,68 @@ def _check_message(data: dict[str, Any], rules: InboundRules) -> tuple[str, str 
 def _check_reaction(data: dict[str, Any], rules: InboundRules) -> tuple[str, str | None]:
     """``message_id`` (a 24-hex ObjectId) and ``emoji`` (empty or missing removes the reaction)."""
     problems: list[ErrorDetail] = []
-    message_id = data.get("message_id")
-    if message_id is None:
-        problems.append(_detail(ErrorReason.REQUIRED, "message_id", "message_id is required"))
-    elif not is_object_id(message_id):
-        problems.append(
-            _detail(ErrorReason.VALIDATION, "message_id", "message_id must be a 24-character hex id", echo(message_id))
-        )
+    message_id = _check_message_id(data.get("message_id"), problems)
     emoji = _check_emoji(data.get("emoji"), rules, problems)
     if problems:
         raise ChatError(problems)
+    assert message_id is not None
+    return message_id, emoji
+
+
+def _check_edit(data: dict[str, Any], rules: InboundRules) -> tuple[str, str]:
+    """``message_id`` and the new ``content``, by a new message's rules; every failing field listed."""
+    problems: list[ErrorDetail] = []
+    message_id = _check_message_id(data.get("message_id"), problems)
+    content = _check_content(data.get("content"), rules, problems)
+    if problems:
+        raise ChatError(problems)
+    assert message_id is not None and content is not None
+    return message_id, content
+
+
+def _check_message_id_only(data: dict[str, Any]) -> str:
+    problems: list[ErrorDetail] = []
+    message_id = _check_message_id(data.get("message_id"), problems)
+    if problems:
+        raise ChatError(problems)
+    assert message_id is not None
+    return message_id
+
+
+def _check_report(data: dict[str, Any]) -> tuple[str, str | None]:
+    """``message_id`` and an optional ``reason``: a string, trimmed, at most ``REPORT_REASON_MAX_CHARS``."""
+    problems: list[ErrorDetail] = []
+    message_id = _check_message_id(data.get("message_id"), problems)
+    reason = data.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        problems.append(_detail(ErrorReason.NOT_STRING, "reason", "reason must be a string", echo(reason)))
+    elif isinstance(reason, str) and len(_trim(reason)) > REPORT_REASON_MAX_CHARS:
+        problems.append(
+            _detail(
+                ErrorReason.MORE_THAN_MAX,
+                "reason",
+                f"reason must be shorter than or equal to {REPORT_REASON_MAX_CHARS} characters",
+                additional={"max": REPORT_REASON_MAX_CHARS},
+            )
+        )
+    if problems:
+        raise ChatError(problems)
+    assert message_id is not None
+    return message_id, (_trim(reason) or None) if isinstance(reason, str) else None
+
+
+def _check_message_id(message_id: Any, problems: list[ErrorDetail]) -> str | None:
+    """A 24-hex ObjectId, lower-cased; ``None`` (with the problem listed) otherwise."""
+    if message_id is None:
+        problems.append(_detail(ErrorReason.REQUIRED, "message_id", "message_id is required"))
+        return None
+    if not is_object_id(message_id):
+        problems.append(
+            _detail(ErrorReason.VALIDATION, "message_id", "message_id must be a 24-character hex id", echo(message_id))
+        )
+        return None
     assert isinstance(message_id, str)  # is_object_id held
-    return message_id.lower(), emoji
+    return message_id.lower()
 
 
 def _check_emoji(emoji: Any, rules: InboundRules, problems: list[ErrorDetail]) -> str | None:

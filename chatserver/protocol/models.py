@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic.config import JsonDict
 
 from chatserver.protocol.vocabulary import BroadcastEvent, ChatType, ErrorReason, InboundEvent, MembershipAction
 
@@ -29,11 +30,31 @@ class ReactionData(BaseModel):
     emoji: str | None = Field(default=None, description="One emoji grapheme; missing or empty removes the reaction.")
 
 
+class EditData(BaseModel):
+    """``data`` of ``clanMessageEdit`` / ``globalMessageEdit``: only the sender may edit."""
+
+    message_id: str = Field(description="24-hex id of the sender's own message in the room the event names.")
+    content: str = Field(description="The new text; checked and filtered as a new message's.")
+
+
+class MessageRefData(BaseModel):
+    """``data`` of ``clanMessageDelete`` / ``globalMessageDelete``: only the sender may delete."""
+
+    message_id: str = Field(description="24-hex id of the sender's own message in the room the event names.")
+
+
+class ReportData(BaseModel):
+    """``data`` of ``clanMessageReport`` / ``globalMessageReport``: tells the moderators, broadcasts nothing."""
+
+    message_id: str = Field(description="24-hex id of a message in the room the event names.")
+    reason: str | None = Field(default=None, description="Optional, at most 256 characters.")
+
+
 class ClientFrame(BaseModel):
     """Every client frame: ``{"event", "data", "ref"?}`` as a JSON text frame."""
 
     event: InboundEvent
-    data: MessageData | ReactionData
+    data: MessageData | ReactionData | EditData | MessageRefData | ReportData
     ref: str | None = Field(default=None, max_length=64, description="Echoed in any error frame this frame causes.")
 
 
@@ -75,24 +96,46 @@ class Message(BaseModel):
         description="Same format; the time of the last change (creation or reaction). A client keeps the newest "
         "it has processed and reconnects with ?since=<that> to get what it missed."
     )
+    editedAt: str | None = Field(default=None, description="Present once the sender has edited the message.")
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: Any) -> dict[str, Any]:
-        """Leave ``clan_id`` and ``feeling`` out when absent, as the game backend does (not ``null``)."""
+        """Leave ``clan_id``, ``feeling`` and ``editedAt`` out when absent, as the game backend does (not ``null``)."""
+        data: dict[str, Any] = handler(self)
+        for key in ("clan_id", "feeling", "editedAt"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+
+class DeletedMessage(BaseModel):
+    """What a ``deletedMessage`` frame says of a deleted message: which one, and when."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(alias="_id")
+    type: ChatType
+    clan_id: str | None = Field(default=None, description="Present on clan messages only.")
+    updatedAt: str
+    deletedAt: str
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_clan(self, handler: Any) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if data.get("clan_id") is None:
             data.pop("clan_id", None)
-        if data.get("feeling") is None:
-            data.pop("feeling", None)
         return data
 
 
 class BroadcastFrame(BaseModel):
-    """Sent to every socket in the room when a message is created or its reactions change."""
+    """Sent to every socket in the room when a message is created, edited or deleted, or its reactions change.
+
+    ``deletedMessage`` carries a ``DeletedMessage``; every other event the whole ``Message`` as it is now.
+    """
 
     chat: ChatType
     event: BroadcastEvent
-    message: Message
+    message: Message | DeletedMessage
 
 
 class WrappedBroadcastFrame(BaseModel):
@@ -205,3 +248,75 @@ class HistoryPage(BaseModel):
 class HealthBody(BaseModel):
     status: Literal["ok", "unavailable", "draining"]
     checks: dict[str, bool] = Field(default_factory=dict)
+
+
+# --- moderation (HTTP) ---------------------------------------------------------------------------
+
+MUTE_MINUTES_MAX = 60 * 24 * 365
+REASON_MAX_CHARS = 256
+
+MUTE_REQUEST_EXAMPLE: JsonDict = {"player_id": "6650a1b2c3d4e5f6a7b8c9d0", "minutes": 30, "reason": "spam"}
+MUTE_EXAMPLE: JsonDict = {
+    "player_id": "6650a1b2c3d4e5f6a7b8c9d0",
+    "until": "2026-12-02T15:30:00.000Z",
+    "reason": "spam",
+    "moderator": "6650a1b2c3d4e5f6a7b8c9ff",
+}
+REPORT_EXAMPLE: JsonDict = {
+    "message_id": "6650a1b2c3d4e5f6a7b8c9aa",
+    "chat": "global",
+    "clan_id": None,
+    "sender_id": "6650a1b2c3d4e5f6a7b8c9d0",
+    "content": "buy gold at ...",
+    "reporter_id": "6650a1b2c3d4e5f6a7b8c9bb",
+    "reason": "spam",
+    "at": "2026-12-02T15:00:00.000Z",
+}
+
+
+class MuteRequest(BaseModel):
+    """``POST /chat/moderation/mutes``: mute a player for ``minutes``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [MUTE_REQUEST_EXAMPLE]})
+
+    player_id: str = Field(min_length=1, max_length=64)
+    minutes: int = Field(ge=1, le=MUTE_MINUTES_MAX, description="How long the mute lasts, in whole minutes.")
+    reason: str | None = Field(default=None, max_length=REASON_MAX_CHARS)
+
+
+class Mute(BaseModel):
+    """A player who may not post, react, edit or report until ``until``; ``moderator`` is who muted them."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [MUTE_EXAMPLE]})
+
+    player_id: str
+    until: str = Field(description="UTC ISO-8601 with milliseconds and Z.")
+    reason: str | None = None
+    moderator: str = Field(description='The moderator\'s player id, or "service" for the service token.')
+
+
+class MuteList(BaseModel):
+    """``GET /chat/moderation/mutes``: the mutes in force, soonest to end first."""
+
+    mutes: list[Mute]
+
+
+class Report(BaseModel):
+    """A player reported a message; ``content`` and ``sender_id`` are the message as it was when reported."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [REPORT_EXAMPLE]})
+
+    message_id: str
+    chat: ChatType
+    clan_id: str | None = None
+    sender_id: str
+    content: str
+    reporter_id: str
+    reason: str | None = None
+    at: str = Field(description="UTC ISO-8601 with milliseconds and Z.")
+
+
+class ReportList(BaseModel):
+    """``GET /chat/moderation/reports``: the most recent reports, newest first."""
+
+    reports: list[Report]

@@ -15,6 +15,7 @@ from chatserver.protocol.errors import ChatError
 from chatserver.protocol.models import (
     BroadcastFrame,
     ClanChange,
+    DeletedMessage,
     HistoryPage,
     MembershipFrame,
     Message,
@@ -36,7 +37,7 @@ GAME_BROADCASTS = frozenset({BroadcastEvent.NEW_MESSAGE.value, BroadcastEvent.NE
 _INT32 = range(-(2**31), 2**31)
 
 
-def broadcast_text(event: BroadcastEvent, message: Message) -> str:
+def broadcast_text(event: BroadcastEvent, message: Message | DeletedMessage) -> str:
     """The wiki text of one change: what the broker carries and every wiki socket receives."""
     return BroadcastFrame(chat=ChatType(message.type), event=event, message=message).model_dump_json(by_alias=True)
 

@@ -41,11 +41,19 @@ class InboundEvent(StrEnum):
     GLOBAL_MESSAGE = "globalMessage"
     CLAN_MESSAGE_REACTION = "clanMessageReaction"
     GLOBAL_MESSAGE_REACTION = "globalMessageReaction"
+    CLAN_MESSAGE_EDIT = "clanMessageEdit"
+    GLOBAL_MESSAGE_EDIT = "globalMessageEdit"
+    CLAN_MESSAGE_DELETE = "clanMessageDelete"
+    GLOBAL_MESSAGE_DELETE = "globalMessageDelete"
+    CLAN_MESSAGE_REPORT = "clanMessageReport"
+    GLOBAL_MESSAGE_REPORT = "globalMessageReport"
 
 
 class BroadcastEvent(StrEnum):
     NEW_MESSAGE = "newMessage"
     NEW_REACTION = "newReaction"
+    EDITED_MESSAGE = "editedMessage"
+    DELETED_MESSAGE = "deletedMessage"
 
 
 class MembershipAction(StrEnum):

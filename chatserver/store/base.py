@@ -39,6 +39,17 @@ class StoredMessage:
     reactions: tuple[StoredReaction, ...]
     created_at: datetime
     updated_at: datetime
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None  # set: a tombstone, its content and reactions removed
+
+
+@dataclass(frozen=True)
+class MessageTarget:
+    """The message an edit or a deletion is for: ``room``/``sender_id`` ``None`` match any (a moderator's)."""
+
+    message_id: str
+    room: RoomKey | None = None
+    sender_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,16 +147,31 @@ class MessageStore(ABC):
 
     @abstractmethod
     async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
-        """Apply ``change`` atomically to a message of ``room``; ``None`` if no such message is in that room."""
+        """Apply ``change`` atomically to a live message of ``room``; ``None`` if no such message is in that room."""
+
+    @abstractmethod
+    async def get(self, target: MessageTarget) -> StoredMessage | None:
+        """The live message ``target`` names; ``None`` if there is none (or it is a tombstone)."""
+
+    @abstractmethod
+    async def edit(self, target: MessageTarget, content: str) -> StoredMessage | None:
+        """Replace the content of a live message atomically, setting ``edited_at``; ``None`` if none matches."""
+
+    @abstractmethod
+    async def delete(self, target: MessageTarget) -> StoredMessage | None:
+        """Make a live message a tombstone atomically (content, feeling and reactions removed, ``deleted_at`` set)
+        and return it; ``None`` if no live message matches. Tombstones leave history and reactions."""
 
     @abstractmethod
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
-        """Messages of ``room`` newest first, skipping ``offset`` newer ones."""
+        """Live messages of ``room`` newest first, skipping ``offset`` newer ones; ``total`` counts live ones."""
 
     @abstractmethod
     async def changes_since(self, room: RoomKey, since: datetime, limit: int) -> ChangeSlice:
-        """Messages of ``room`` whose ``updated_at`` is after ``since``, by ``(updated_at, id)``; at most ``limit``."""
+        """Messages of ``room`` (tombstones too) whose ``updated_at`` is after ``since``, by ``(updated_at, id)``;
+        at most ``limit``."""
 
     @abstractmethod
     async def page_before(self, room: RoomKey, before_id: str, limit: int) -> HistorySlice | None:
-        """Up to ``limit`` messages of ``room`` older than ``before_id``; ``None`` if that id is not in the room."""
+        """Up to ``limit`` live messages of ``room`` older than ``before_id`` (which may be a tombstone);
+        ``None`` if that id is not in the room."""

@@ -62,6 +62,8 @@ class ChatMessageDocument(Document):
     createdAt: datetime
     updatedAt: datetime
     senderProfile: SenderProfile | None = None
+    editedAt: datetime | None = None
+    deletedAt: datetime | None = None
 
     class Settings:
         name = "ChatMessage"
@@ -84,6 +86,11 @@ class ChatMessageDocument(Document):
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
         return as_utc(value)
+
+    @field_validator("editedAt", "deletedAt")
+    @classmethod
+    def _aware_when_set(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
 
     @classmethod
     def from_new(cls, new: NewMessage, now: datetime) -> ChatMessageDocument:
@@ -114,6 +121,8 @@ class ChatMessageDocument(Document):
             reactions=tuple(StoredReaction(r.playerName, r.emoji, r.sender_id) for r in self.reactions),
             created_at=self.createdAt,
             updated_at=self.updatedAt,
+            edited_at=self.editedAt,
+            deleted_at=self.deletedAt,
         )
 
 

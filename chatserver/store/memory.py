@@ -20,6 +20,7 @@ from chatserver.store.base import (
     ChangeSlice,
     HistorySlice,
     MessageStore,
+    MessageTarget,
     NewMessage,
     ReactionChange,
     StoredMessage,
@@ -67,8 +68,15 @@ class _RoomIndex:
         return self.ids[self.head + start : self.head + stop][::-1]
 
     def position(self, message_id: str) -> int:
-        """Live position of ``message_id``, which must be in the room."""
+        """Live position of ``message_id``, or where it would be (a tombstone's id is no longer listed)."""
         return bisect.bisect_left(self.ids, message_id, lo=self.head) - self.head
+
+    def remove(self, message_id: str) -> None:
+        """Take a deleted message out of the live ids (its change key stays, for resumes)."""
+        del self.ids[self.head + self.position(message_id)]
+
+    def is_empty(self) -> bool:
+        return not len(self) and not self.changes
 
 
 class MemoryStore(MessageStore):
@@ -111,14 +119,45 @@ class MemoryStore(MessageStore):
         return message
 
     async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
-        message = self._messages.get(change.message_id)
-        if message is None or message.room != room:
+        message = self._live(MessageTarget(change.message_id, room))
+        if message is None:
             return None
-        updated = dataclasses.replace(
-            message, reactions=apply_reaction(message.reactions, change), updated_at=self._clock.now()
-        )
+        return self._replace(message, reactions=apply_reaction(message.reactions, change))
+
+    async def get(self, target: MessageTarget) -> StoredMessage | None:
+        return self._live(target)
+
+    async def edit(self, target: MessageTarget, content: str) -> StoredMessage | None:
+        message = self._live(target)
+        if message is None:
+            return None
+        now = self._clock.now()
+        return self._replace(message, content=content, edited_at=now, updated_at=now)
+
+    async def delete(self, target: MessageTarget) -> StoredMessage | None:
+        message = self._live(target)
+        if message is None:
+            return None
+        self._rooms[message.room].remove(message.id)
+        now = self._clock.now()
+        return self._replace(message, content="", feeling=None, reactions=(), deleted_at=now, updated_at=now)
+
+    def _live(self, target: MessageTarget) -> StoredMessage | None:
+        message = self._messages.get(target.message_id)
+        if message is None or message.deleted_at is not None:
+            return None
+        if target.room is not None and message.room != target.room:
+            return None
+        if target.sender_id is not None and message.sender_id != target.sender_id:
+            return None
+        return message
+
+    def _replace(self, message: StoredMessage, **changes: object) -> StoredMessage:
+        """Store a changed version of ``message`` (a fresh ``updated_at`` unless given) and move its change key."""
+        changes.setdefault("updated_at", self._clock.now())
+        updated = dataclasses.replace(message, **changes)  # type: ignore[arg-type]
         self._messages[message.id] = updated
-        self._rooms[room].changed((message.updated_at, message.id), (updated.updated_at, updated.id))
+        self._rooms[message.room].changed((message.updated_at, message.id), (updated.updated_at, updated.id))
         return updated
 
     async def changes_since(self, room: RoomKey, since: datetime, limit: int) -> ChangeSlice:
@@ -155,7 +194,8 @@ class MemoryStore(MessageStore):
     def _drop_oldest(self) -> None:
         oldest = self._messages.pop(self._arrival.popleft())
         index = self._rooms[oldest.room]
-        index.drop_oldest()
+        if oldest.deleted_at is None:  # a tombstone's id already left the live ids
+            index.drop_oldest()
         index.changed((oldest.updated_at, oldest.id), None)
-        if not len(index):
+        if index.is_empty():
             del self._rooms[oldest.room]

@@ -7,7 +7,10 @@ unless the URL says otherwise, so an outage fails a request in seconds instead o
 
 Reactions are one atomic ``find_one_and_update`` with an aggregation-pipeline update that applies the
 game's rule (``base.apply_reaction``) inside the server: never read-modify-write, so concurrent
-reactions from many players on one message, on any number of replicas, all survive.
+reactions from many players on one message, on any number of replicas, all survive. Edits and
+deletions are single atomic updates too, matched on the sender (unless a moderator's) and on the
+message being live; a deletion leaves a tombstone (``deletedAt``) that history and reactions skip and
+resumes replay.
 
 Resumes read a room's changes since a moment by ``(updatedAt, _id)``, through the
 ``(clan_id, updatedAt, _id)`` / ``(type, updatedAt, _id)`` indexes.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -39,6 +42,7 @@ from chatserver.store.base import (
     ChangeSlice,
     HistorySlice,
     MessageStore,
+    MessageTarget,
     NewMessage,
     ReactionChange,
     StoredMessage,
@@ -52,6 +56,7 @@ from chatserver.store.documents import (
     as_utc,
 )
 
+LIVE = {"deletedAt": None}  # matches documents without the field: every message the old backend wrote
 SERVER_SELECTION_TIMEOUT_MS = 3000
 REACT_ATTEMPTS = 50
 REACT_RETRY_JITTER_SECONDS = 0.005
@@ -66,6 +71,19 @@ def driver_errors_as_unavailable() -> Iterator[None]:
         yield
     except PyMongoError as error:
         raise StoreUnavailable(f"MongoDB: {error}") from error
+
+
+def target_filter(target: MessageTarget) -> dict[str, Any] | None:
+    """The query selecting the live message an edit or deletion is for; ``None`` when the id cannot be one."""
+    message_id = as_object_id(target.message_id)
+    if message_id is None:
+        return None
+    query: dict[str, Any] = {"_id": message_id, **LIVE}
+    if target.room is not None:
+        query.update(room_filter(target.room))
+    if target.sender_id is not None:
+        query["sender_id"] = as_object_id(target.sender_id) or target.sender_id
+    return query
 
 
 def room_filter(room: RoomKey) -> dict[str, Any]:
@@ -150,38 +168,70 @@ class MongoStore(MessageStore):
         return document.to_stored()
 
     async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
-        """One atomic update whose ``updatedAt`` is later than the document's.
+        query = target_filter(MessageTarget(change.message_id, room))
+        if query is None:
+            return None
+        return await self._stamped_update(query, lambda stamp: reaction_pipeline(change, stamp))
+
+    async def get(self, target: MessageTarget) -> StoredMessage | None:
+        query = target_filter(target)
+        if query is None:
+            return None
+        with driver_errors_as_unavailable():
+            document = await ChatMessageDocument.find_one(query)
+        return None if document is None else document.to_stored()
+
+    async def edit(self, target: MessageTarget, content: str) -> StoredMessage | None:
+        query = target_filter(target)
+        if query is None:
+            return None
+        return await self._stamped_update(
+            query, lambda stamp: {"$set": {"content": content, "editedAt": stamp, "updatedAt": stamp}}
+        )
+
+    async def delete(self, target: MessageTarget) -> StoredMessage | None:
+        query = target_filter(target)
+        if query is None:
+            return None
+        return await self._stamped_update(
+            query,
+            lambda stamp: {
+                "$set": {"content": "", "reactions": [], "deletedAt": stamp, "updatedAt": stamp},
+                "$unset": {"feeling": ""},
+            },
+        )
+
+    async def _stamped_update(
+        self, query: dict[str, Any], update_at: Callable[[datetime], Any]
+    ) -> StoredMessage | None:
+        """One atomic update of the document ``query`` selects, whose ``updatedAt`` is later than the document's.
 
         The update applies only while the document's ``updatedAt`` is older than this call's stamp. Two
-        concurrent reactions may reach the server in the other order than they were stamped (or another
+        concurrent changes may reach the server in the other order than they were stamped (or another
         replica's clock may run ahead); then the update matches nothing, and is retried with a stamp past
         the document's. So each state of a message carries a later ``updatedAt`` than the one before,
-        which is how workers and clients tell a newer frame from a stale one.
+        which is how workers and clients tell a newer frame from a stale one. ``None`` once no document
+        matches ``query`` at all.
         """
-        message_id = as_object_id(change.message_id)
-        if message_id is None:
-            return None
         collection = ChatMessageDocument.get_pymongo_collection()
         stamp = self._clock.now()
         with driver_errors_as_unavailable():
             for _ in range(REACT_ATTEMPTS):
                 raw = await collection.find_one_and_update(
-                    {"_id": message_id, **room_filter(room), "updatedAt": {"$lt": stamp}},
-                    reaction_pipeline(change, stamp),
-                    return_document=ReturnDocument.AFTER,
+                    {**query, "updatedAt": {"$lt": stamp}}, update_at(stamp), return_document=ReturnDocument.AFTER
                 )
                 if raw is not None:
                     stored: StoredMessage = ChatMessageDocument.model_validate(raw).to_stored()
                     return stored
-                current = await collection.find_one({"_id": message_id, **room_filter(room)}, {"updatedAt": 1})
+                current = await collection.find_one(query, {"updatedAt": 1})
                 if current is None:
                     return None
                 await asyncio.sleep(random.uniform(0, REACT_RETRY_JITTER_SECONDS))  # spread out the racers
                 stamp = self._clock.now(after=as_utc(current["updatedAt"]))
-        raise StoreUnavailable(f"reaction on {change.message_id} lost {REACT_ATTEMPTS} races for its updatedAt")
+        raise StoreUnavailable(f"a change of {query['_id']} lost {REACT_ATTEMPTS} races for its updatedAt")
 
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
-        query = room_filter(room)
+        query = {**room_filter(room), **LIVE}
         with driver_errors_as_unavailable():
             total = await ChatMessageDocument.find(query).count()
             documents = await self._newest_first(query, limit, skip=max(offset, 0))
@@ -191,9 +241,9 @@ class MongoStore(MessageStore):
         cursor_id = as_object_id(before_id)
         if cursor_id is None:
             return None
-        query = room_filter(room)
+        query = {**room_filter(room), **LIVE}
         with driver_errors_as_unavailable():
-            cursor = await ChatMessageDocument.find_one({"_id": cursor_id, **query})
+            cursor = await ChatMessageDocument.find_one({"_id": cursor_id, **room_filter(room)})
             if cursor is None:
                 return None
             older = {

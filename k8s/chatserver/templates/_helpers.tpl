@@ -115,6 +115,9 @@ because values arrive as float64 and would otherwise print as 2e+05; rates may b
 {{- $_ := set $data $name (toString $value) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.blocklist.terms (not (get $data "CHAT_BLOCKLIST_FILE")) }}
+{{- $_ := set $data "CHAT_BLOCKLIST_FILE" "/etc/chatserver/blocklist/blocklist.txt" }}
+{{- end }}
 {{- $rootPath := include "chatserver.rootPath" . }}
 {{- if $rootPath }}
 {{- $_ := set $data "CHAT_ROOT_PATH" $rootPath }}

@@ -1,0 +1,1 @@
+"""The word filter: blocked terms found through evasions in one pass, masked or refused."""
