@@ -410,3 +410,106 @@ def test_an_expired_token_shows_4401_and_does_not_reconnect(
     assert not any("reconnecting" in line for line in page.log_lines())
     assert page.browser.find("#global-content").get_attribute("disabled") == "true"
     assert page.console_errors() == []
+
+
+# --- the moderator's view over the moderation API ------------------------------------------------
+
+
+def test_a_moderator_deletes_a_message_and_it_leaves_every_player_window(
+    console_server: ServerProcess, browsers: BrowserFactory, new_id: Callable[[], str]
+) -> None:
+    clan = new_id()
+    aino, veikko = ConsolePage(browsers(), console_server), ConsolePage(browsers(), console_server)
+    moderator = ConsolePage(browsers(), console_server)
+    aino.sign_in(unique("Aino"), clan)
+    veikko.sign_in(unique("Veikko"), clan)
+    moderator.sign_in(unique("Moderator"), clan, moderator=True)
+    aino.send("clan", "a rude word")
+    for page in (aino, veikko, moderator):
+        page.message("clan", "a rude word")
+    moderator.message("clan", "a rude word").find_element("css selector", '[data-action="moderator-delete"]').click()
+    moderator.wait_for_log("info", "deleted message")
+    for page in (aino, veikko, moderator):
+        page.browser.wait_for(
+            lambda b: not any("a rude word" in m.text for m in b.find_all("#room-clan .message")), "the message gone"
+        )
+    veikko.browser.screenshot("deleted-by-moderator")
+    for page in (aino, veikko, moderator):
+        assert page.console_errors() == []
+
+
+def test_a_moderator_mutes_and_unmutes_a_player(
+    console_server: ServerProcess, browsers: BrowserFactory, new_id: Callable[[], str]
+) -> None:
+    clan = new_id()
+    player, moderator = ConsolePage(browsers(), console_server), ConsolePage(browsers(), console_server)
+    name = unique("Noisy")
+    player.sign_in(name, clan)
+    moderator.sign_in(unique("Moderator"), clan, moderator=True)
+    player.send("clan", "first")
+    moderator.message("clan", "first").find_element("css selector", '[data-action="mute"]').click()
+    browser = moderator.browser
+    assert browser.find("#view-moderator").is_displayed()
+    assert browser.find("#mute-player").get_attribute("value") == dev_player_id(name)
+    assert browser.focused() == browser.find("#mute-minutes")
+    browser.find("#mute-reason").send_keys("spam")
+    browser.find("#mute-reason").send_keys(Keys.ENTER)
+    muted = browser.wait_for_element(f'#mutes li.mute[data-player-id="{dev_player_id(name)}"]')
+    assert "spam" in muted.text
+    browser.screenshot("moderator-mutes")
+
+    player.send("clan", "still talking")
+    line = player.wait_for_log("error", "clan message refused")
+    assert "NOT_ALLOWED" in line.text
+
+    muted.find_element("css selector", "button").click()
+    browser.wait_for_element("#mutes li", "No one is muted.")
+    player.send("clan", "talking again")
+    player.message("clan", "talking again")
+    assert player.console_errors() == [] and moderator.console_errors() == []
+
+
+def test_a_player_edits_and_deletes_an_own_message_in_every_window(
+    console_server: ServerProcess, browsers: BrowserFactory, new_id: Callable[[], str]
+) -> None:
+    clan = new_id()
+    aino, veikko = ConsolePage(browsers(), console_server), ConsolePage(browsers(), console_server)
+    aino.sign_in(unique("Aino"), clan)
+    veikko.sign_in(unique("Veikko"), clan)
+    aino.send("clan", "with a tpyo")
+    veikko.message("clan", "with a tpyo")
+    assert veikko.message("clan", "with a tpyo").find_elements("css selector", '[data-action="edit"]') == []
+
+    aino.message("clan", "with a tpyo").find_element("css selector", '[data-action="edit"]').click()
+    field = aino.browser.focused()
+    assert field.get_attribute("value") == "with a tpyo"
+    field.clear()
+    field.send_keys("with a typo fixed", Keys.ENTER)
+    for page in (aino, veikko):
+        edited = page.message("clan", "with a typo fixed")
+        assert edited.find_element("css selector", ".edited").text == "edited"
+    veikko.browser.screenshot("edited")
+
+    aino.message("clan", "with a typo fixed").find_element("css selector", '[data-action="delete"]').click()
+    for page in (aino, veikko):
+        page.browser.wait_for(lambda b: b.find_all("#room-clan .message") == [], "the deleted message gone")
+    assert aino.console_errors() == [] and veikko.console_errors() == []
+
+
+def test_a_report_reaches_the_moderators_list(
+    console_server: ServerProcess, browsers: BrowserFactory, new_id: Callable[[], str]
+) -> None:
+    clan = new_id()
+    player, moderator = ConsolePage(browsers(), console_server), ConsolePage(browsers(), console_server)
+    writer = unique("Writer")
+    moderator.sign_in(unique("Moderator"), clan, moderator=True)
+    player.sign_in(writer, clan)
+    moderator.send("clan", "report me")
+    player.message("clan", "report me").find_element("css selector", '[data-action="report"]').click()
+    player.wait_for_log("info", "reported a message")
+    moderator.browser.find("#tab-moderator").click()
+    moderator.browser.find("#reports-refresh").click()
+    report = moderator.browser.wait_for_element("#reports li.report", '"report me"')
+    assert f"reported by {dev_player_id(writer)}" in report.text
+    moderator.browser.screenshot("moderator-reports")
+    assert player.console_errors() == [] and moderator.console_errors() == []
