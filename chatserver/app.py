@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -11,6 +13,7 @@ from starlette.types import ASGIApp
 from chatserver import http
 from chatserver.console import console_routes
 from chatserver.docs import index_endpoint, swagger_assets, swagger_page
+from chatserver.events.sinks import EventHook
 from chatserver.lifespan import Lifespan
 from chatserver.moderation import api as moderation
 from chatserver.openapi import build_openapi
@@ -20,9 +23,12 @@ from chatserver.transport import TransportAccess
 from chatserver.ws import chat_socket
 
 
-def create_app(settings: Settings) -> ASGIApp:
-    """The ASGI app; every route is served at ``/`` and, when set, under ``CHAT_ROOT_PATH`` too."""
-    services = Services.build(settings)
+def create_app(settings: Settings, on_event: Sequence[EventHook] = ()) -> ASGIApp:
+    """The ASGI app; every route is served at ``/`` and, when set, under ``CHAT_ROOT_PATH`` too.
+
+    ``on_event``: embedded mode's event stream, coroutines awaited with each event (README, "Events").
+    """
+    services = Services.build(settings, on_event)
     openapi_document = build_openapi(settings.root_path)
 
     async def openapi(request: Request) -> JSONResponse:

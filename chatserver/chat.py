@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from chatserver import metrics
 from chatserver.broker.base import Broker, BrokerUnavailable, RoomFrame
 from chatserver.delivery import Changes
+from chatserver.events.model import EventType, draft
+from chatserver.events.outbox import EventOutbox
 from chatserver.frames import deleted_view, iso_millis, message_view, sender_of
 from chatserver.moderation.audit import Audit, AuditAction
 from chatserver.moderation.mutes import MuteRegistry
@@ -86,8 +88,10 @@ class ChatService:
         mutes: MuteRegistry,
         reports: ReportLog,
         audit: Audit,
+        outbox: EventOutbox,
     ) -> None:
         self._settings = settings
+        self._outbox = outbox
         self._store = store
         self._broker = broker
         self._players = players
@@ -154,23 +158,27 @@ class ChatService:
         """Screen with the word filter, store, then publish a ``newMessage`` to the room."""
         room = self._room_of(player, command.chat)
         content = self._blocklist.screen(command.content)
-        new = NewMessage(room, player.id, player.name, player.avatar, content, command.feeling)
+        new = NewMessage(room, player.id, player.name, player.avatar, content, command.feeling, command.response_type)
+        event = draft(EventType.MESSAGE_CREATED, player.id, feeling=command.feeling, responseType=command.response_type)
         try:
             with metrics.timed(metrics.STORE_SECONDS.labels("add")):
-                stored = await self._store.add(new)
+                stored = await self._store.add(new, event)
         except StoreUnavailable:
             log.exception("store refused a new message")
             raise not_available("Message storage") from None
         sender = Sender(id=player.id, name=player.name, avatar=player.avatar)
-        await self._publish(BroadcastEvent.NEW_MESSAGE, stored, message_view(stored, sender), command.received_at)
+        async with self._outbox.sending(stored, event.id):
+            await self._publish(BroadcastEvent.NEW_MESSAGE, stored, message_view(stored, sender), command.received_at)
 
     async def react(self, player: Player, command: React) -> None:
         """Set, replace or remove the player's reaction atomically, then publish ``newReaction``."""
         room = self._room_of(player, command.chat)
         change = ReactionChange(command.message_id, player.id, player.name, command.emoji)
+        kind = EventType.REACTION_REMOVED if command.emoji is None else EventType.REACTION_SET
+        event = draft(kind, player.id, emoji=command.emoji)
         try:
             with metrics.timed(metrics.STORE_SECONDS.labels("react")):
-                stored = await self._store.react(room, change)
+                stored = await self._store.react(room, change, event)
             if stored is None:
                 raise not_found(command.message_id)
             profiles = await self._players.profiles([stored.sender_id])
@@ -178,7 +186,8 @@ class ChatService:
             log.exception("store refused a reaction")
             raise not_available("Message storage") from None
         view = message_view(stored, sender_of(stored, profiles))
-        await self._publish(BroadcastEvent.NEW_REACTION, stored, view, command.received_at)
+        async with self._outbox.sending(stored, event.id):
+            await self._publish(BroadcastEvent.NEW_REACTION, stored, view, command.received_at)
 
     async def edit(self, player: Player, command: EditMessage) -> None:
         """Replace the content of the player's own message atomically, then publish ``editedMessage``."""

@@ -1,4 +1,4 @@
-"""The ``chatserver`` command: ``serve`` (the default), ``token``, ``membership``, ``settings`` and ``client``.
+"""The ``chatserver`` command: ``serve`` (default), ``token``, ``membership``, ``settings``, ``events``, ``client``.
 
 Every mistake on the command line or in the settings ends in one line on stderr and a non-zero exit.
 """
@@ -62,6 +62,8 @@ def _run(command: str, args: argparse.Namespace, settings: Settings) -> None:
         _membership(args, settings)
     elif command == "settings":
         _settings(settings)
+    elif command == "events":
+        _events(args, settings)
     elif command == "client":
         _client(args)
     else:
@@ -111,6 +113,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Prints every setting as NAME=value, marking those the environment set. " + SETTINGS_POINTER,
     )
     settings.add_argument("--markdown", action="store_true", help="print README.md's configuration table instead")
+    events = commands.add_parser(
+        "events",
+        help="print the event stream, one JSON object a line",
+        description="Reads the Redis Stream <CHAT_REDIS_PREFIX>events (REDIS_URL). An existing --group keeps its "
+        "position; --from places a new one.",
+    )
+    events.add_argument("--from", dest="start", default="$", help="stream id to start after: $ (new only) or 0")
+    events.add_argument(
+        "--group", type=options.non_blank, help="read through this consumer group, acknowledging what was printed"
+    )
+    events.add_argument(
+        "--consumer", type=options.non_blank, default=socket.gethostname(), help="consumer name in the group"
+    )
+    events.add_argument("--count", type=options.positive_int, help="stop after printing this many events")
     client = commands.add_parser(
         "client",
         help="the reference client: print every frame as a JSON line, reconnecting and resuming",
@@ -221,6 +237,23 @@ def _post_to_server(base_url: str, settings: Settings, change: MembershipChange)
         sys.exit(f"chatserver membership: {error.code} {error.read().decode(errors='replace')}")
     except (OSError, ValueError) as error:
         sys.exit(f"chatserver membership: cannot reach {base_url}: {getattr(error, 'reason', error)}")
+
+
+def _events(args: argparse.Namespace, settings: Settings) -> None:
+    from chatserver.events.tail import TailRequest, tail
+    from chatserver.redis_client import REDIS_FAILURES
+
+    if settings.redis_url is None:
+        sys.exit("chatserver events: set REDIS_URL; the stream lives in Redis (embedded servers offer a hook instead)")
+    request = TailRequest(f"{settings.redis_prefix}events", args.start, args.group, args.consumer, args.count)
+    try:
+        asyncio.run(tail(settings.redis_url, request, lambda line: print(line, flush=True)))
+    except BrokenPipeError:  # the reader went away (``| head``): done, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except REDIS_FAILURES as error:
+        sys.exit(f"chatserver events: {error}")
+    except KeyboardInterrupt:
+        pass
 
 
 def _client(args: argparse.Namespace) -> None:

@@ -33,6 +33,7 @@ def message_view(message: StoredMessage, sender: Sender) -> Message:
         sender=sender,
         content=message.content,
         feeling=message.feeling,
+        responseType=message.response_type,
         type=message.room.type,
         reactions=[Reaction(playerName=r.player_name, emoji=r.emoji, sender_id=r.sender_id) for r in message.reactions],
         createdAt=iso_millis(message.created_at),

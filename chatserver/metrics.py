@@ -59,6 +59,13 @@ FILTERED = Counter(
     registry=REGISTRY,
 )
 REPORTS = Counter("chat_reports_total", "Messages reported by players, by chat", ["chat"], registry=REGISTRY)
+EVENTS = Counter(
+    "chat_events_total",
+    "Events of changes, by outcome: appended with their change, repaired (appended by the sweep), deferred "
+    "(the append failed; left in the outbox for the sweep)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 BROADCASTS_OUT = FRAMES_OUT.labels("broadcast")
 
 

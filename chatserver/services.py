@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chatserver.broker.base import Broker
@@ -17,6 +18,8 @@ from chatserver.chat import ChatService
 from chatserver.clan_ledger import ClanLedger, MemoryClanLedger, RedisClanLedger
 from chatserver.connection import CLOSE_FRAME_SECONDS
 from chatserver.delivery import Delivery
+from chatserver.events.outbox import EventOutbox
+from chatserver.events.sinks import EventHook, EventSink, InProcessEvents
 from chatserver.hub import Hub
 from chatserver.membership import Membership
 from chatserver.moderation.audit import Audit
@@ -58,10 +61,11 @@ class Services:
     mutes: MuteRegistry
     reports: ReportLog
     moderation: ModerationService
+    outbox: EventOutbox
     draining: bool = False
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, event_hooks: Sequence[EventHook] = ()) -> Services:
         """Publishes go to the broker; what it receives reaches the hub through ``Delivery``, which repairs losses."""
         store = _store_for(settings)
         broker = broker_for(settings)
@@ -71,7 +75,8 @@ class Services:
         blocklist = Blocklist(settings.blocklist_file, settings.blocklist_action)
         mutes, reports = _mutes_for(settings), _reports_for(settings)
         audit = Audit()
-        chat = ChatService(settings, store, broker, players, limiter, blocklist, mutes, reports, audit)
+        outbox = EventOutbox(store, _events_for(settings, event_hooks), settings.events_repair_seconds)
+        chat = ChatService(settings, store, broker, players, limiter, blocklist, mutes, reports, audit, outbox)
         delivery = Delivery(broker, chat)
         hub = Hub(delivery, settings.max_sockets_per_player)
         return cls(
@@ -89,6 +94,7 @@ class Services:
             mutes=mutes,
             reports=reports,
             moderation=ModerationService(chat, mutes, reports, audit),
+            outbox=outbox,
         )
 
     async def start(self) -> None:
@@ -117,6 +123,7 @@ class Services:
             )
         await self.blocklist.start()
         await self.delivery.start(self.hub.deliver, self.membership.apply)
+        await self.outbox.start()
         if not await self._broker_answers(BROKER_FIRST_ANSWER_SECONDS):
             log.error(
                 "Redis at %s does not answer: serving anyway with /readyz 503 and live delivery off; "
@@ -134,6 +141,7 @@ class Services:
         return True
 
     async def stop(self) -> None:
+        await self.outbox.stop()
         await self.delivery.stop()
         await self.blocklist.stop()
         await self.limiter.close()
@@ -185,10 +193,21 @@ def _first_clause(error: Exception) -> str:
 
 def _store_for(settings: Settings) -> MessageStore:
     if settings.mongodb_url is None:
-        return MemoryStore(settings.memory_max_messages)
+        return MemoryStore(settings.memory_max_messages, settings.retention)
     from chatserver.store.mongo import MongoStore
 
-    return MongoStore(settings.mongodb_url, settings.mongodb_db)
+    return MongoStore(settings.mongodb_url, settings.mongodb_db, settings.retention)
+
+
+def _events_for(settings: Settings, hooks: Sequence[EventHook]) -> EventSink:
+    """The Redis Stream when ``REDIS_URL`` is set, else the in-process hooks (embedded)."""
+    if settings.redis_url is None:
+        return InProcessEvents(hooks)
+    if hooks:
+        log.warning("event hooks are for embedded mode: with REDIS_URL, events go to the stream only")
+    from chatserver.events.sinks import RedisEventStream
+
+    return RedisEventStream(settings.redis_url, settings.redis_prefix, settings.events_maxlen)
 
 
 def broker_for(settings: Settings) -> Broker:

@@ -12,11 +12,12 @@ import difflib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from chatserver.protocol.inbound import InboundRules
-from chatserver.protocol.vocabulary import GAME_REACTIONS, MOODS, Dialect
+from chatserver.protocol.vocabulary import GAME_REACTIONS, MOODS, RESPONSE_TYPES, Dialect
 from chatserver.variables import (
     HMAC_MIN_BYTES,
     Rate,
@@ -28,6 +29,7 @@ from chatserver.variables import (
     boolean,
     comma_list,
     database_name,
+    duration_or_none,
     hidden,
     mask_url,
     member_of,
@@ -41,6 +43,10 @@ from chatserver.variables import (
 )
 
 DEV_JWT_SECRET = "altzone-chat-development-secret-do-not-use-in-production"
+GAME_RETENTION = timedelta(days=3)
+"""The game backend's own policy: a TTL index on ``ChatMessage.createdAt`` that expires messages after 3 days."""
+EVENTS_MAXLEN = 300_000
+"""About a day of a busy game (10,000 players making 30 changes each); ~80 MiB in Redis at ~275 bytes an entry."""
 
 __all__ = [  # what the rest of the package imports from here (some of it defined in chatserver.variables)
     "DEV_JWT_SECRET",
@@ -204,6 +210,18 @@ class Settings:
             "allow-list of reactions; a Unicode emoji is mapped to its Mood when that is listed",
             shown_default="none (one emoji or a Mood name); `Happy,Sad,Love,Wink,Angry` with `CHAT_DIALECT=game`",
             default_from=lambda values: GAME_REACTIONS if values["dialect"] is Dialect.GAME else (),
+        ),
+    )
+    response_types: tuple[str, ...] = setting(
+        (),
+        Variable(
+            "CHAT_RESPONSE_TYPES",
+            comma_list,
+            "allow-list of quick responses (`responseType`), matched case-insensitively, stored in the list's "
+            "spelling",
+            shown_default="none (any label up to 64 characters); the client's 18 `ResponseType` names with "
+            "`CHAT_DIALECT=game`",
+            default_from=lambda values: RESPONSE_TYPES if values["dialect"] is Dialect.GAME else (),
         ),
     )
     content_max_chars: int = setting(
@@ -385,6 +403,34 @@ class Settings:
             "`mask` stars out each blocked stretch; `refuse` answers `VALIDATION` on `content` and stores nothing",
         ),
     )
+    retention: timedelta | None = setting(
+        None,
+        Variable(
+            "CHAT_RETENTION",
+            duration_or_none,
+            "how long messages are kept: `3d`, `12h`, `2s`, a sum such as `1d12h`, or `none`; see "
+            "[Retention](#retention)",
+            shown_default="none (`3d` with `CHAT_DIALECT=game`)",
+            default_from=lambda values: GAME_RETENTION if values["dialect"] is Dialect.GAME else None,
+        ),
+    )
+    events_maxlen: int = setting(
+        EVENTS_MAXLEN,
+        Variable(
+            "CHAT_EVENTS_MAXLEN",
+            whole_number,
+            "approximate length of the `chat:events` stream (~275 bytes an entry); see "
+            "[Events](#events-for-other-services)",
+        ),
+    )
+    events_repair_seconds: int = setting(
+        10,
+        Variable(
+            "CHAT_EVENTS_REPAIR_SECONDS",
+            whole_number,
+            "an event still in its outbox after this long is appended by the repair sweep",
+        ),
+    )
     history_default_limit: int = 20
     history_max_limit: int = 50
     deprecations: tuple[str, ...] = ()  # warnings for superseded variables still set, logged at start-up
@@ -398,7 +444,12 @@ class Settings:
     def inbound_rules(self) -> InboundRules:
         """What a client frame must satisfy here, for the protocol layer."""
         return InboundRules(
-            self.frame_max_bytes, self.content_max_chars, self.feeling_max_chars, self.feelings, self.reactions
+            self.frame_max_bytes,
+            self.content_max_chars,
+            self.feeling_max_chars,
+            self.feelings,
+            self.reactions,
+            self.response_types,
         )
 
     @property

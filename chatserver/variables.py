@@ -10,6 +10,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import SplitResult, urlsplit
@@ -241,10 +242,38 @@ class RateVariables:
         return None
 
 
+def duration_or_none(name: str, raw: str) -> timedelta | None:
+    """``3d``, ``12h``, ``90s`` or a sum such as ``1d12h`` (units s, m, h, d, w); ``none`` is no duration."""
+    if raw.lower() == "none":
+        return None
+    try:
+        return parse_duration(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a duration such as 3d, 12h or 2s, or none, not {raw!r}") from None
+
+
+def parse_duration(raw: str) -> timedelta:
+    """The duration ``raw`` spells; raises ``ValueError`` (also for zero)."""
+    text = raw.strip().lower()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise ValueError(raw)
+    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if seconds < 1:
+        raise ValueError(raw)
+    return timedelta(seconds=seconds)
+
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
 def _shown(value: object) -> str:
     """A value as it would be written in the environment (unset is empty)."""
     if value is None:
         return ""
+    if isinstance(value, timedelta):
+        return f"{int(value.total_seconds())}s"
     if isinstance(value, tuple):
         return ",".join(value)
     if isinstance(value, bool):

@@ -18,7 +18,8 @@ from tests.harness import Client, ServerProcess, token
 from tests.test_ws_messages import ALL_EVENTS
 
 MESSAGE_FIELDS = {
-    "_id", "clan_id", "sender", "content", "feeling", "type", "reactions", "createdAt", "updatedAt", "editedAt"
+    "_id", "clan_id", "sender", "content", "feeling", "responseType", "type", "reactions", "createdAt", "updatedAt",
+    "editedAt",
 }  # fmt: skip
 FRAME_COMPONENTS = {
     "ClientFrame",
@@ -197,7 +198,7 @@ def test_every_ref_in_openapi_json_resolves(openapi: dict[str, Any]) -> None:
 def test_message_schema_has_exactly_the_protocol_field_names(openapi: dict[str, Any]) -> None:
     message = openapi["components"]["schemas"]["Message"]
     assert set(message["properties"]) == MESSAGE_FIELDS
-    assert set(message["required"]) == MESSAGE_FIELDS - {"clan_id", "feeling", "editedAt"}
+    assert set(message["required"]) == MESSAGE_FIELDS - {"clan_id", "feeling", "editedAt", "responseType"}
     sender = resolve(openapi, "#/components/schemas/Sender")
     assert set(sender["properties"]) == {"_id", "name", "avatar"}
     reaction = resolve(openapi, "#/components/schemas/Reaction")

@@ -23,6 +23,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from chatserver.store.base import (
+    EventDraft,
     MessageStore,
     MessageTarget,
     NewMessage,
@@ -439,6 +440,29 @@ async def test_concurrent_reactions_and_a_deletion_leave_a_tombstone_without_rea
     assert [(m.id, m.reactions, m.deleted_at is not None) for m in changed.messages] == [(message.id, (), True)]
 
 
+async def test_a_change_keeps_its_event_in_the_outbox_until_it_is_sent(store: MessageStore) -> None:
+    created = EventDraft("e-created", "message.created", ALICE, {"feeling": "Happy"})
+    reacted = EventDraft("e-reacted", "reaction.set", BOB, {"emoji": "👍"})
+    message = await store.add(new_message(CLAN_A, "hi"), created)
+    changed = await store.react(CLAN_A, react(message, BOB, "Bob", "👍"), reacted)
+    assert changed is not None
+
+    assert [(p.draft, p.at) for p in changed.pending] == [
+        (created, message.created_at),
+        (reacted, changed.updated_at),
+    ]
+    later = changed.updated_at + timedelta(seconds=1)
+    assert [m.id for m in await store.pending_events(later, 10)] == [message.id]
+    assert await store.pending_events(message.created_at, 10) == []  # nothing older than its own stamp
+
+    await store.events_sent(message.id, ["e-created"])
+    waiting = await store.pending_events(later, 10)
+    assert [[p.draft.id for p in m.pending] for m in waiting] == [["e-reacted"]]
+    await store.events_sent(message.id, ["e-reacted"])
+    assert await store.pending_events(later, 10) == []
+    assert (await store.page(CLAN_A, 10, 0)).messages[0].pending == ()
+
+
 # --- Only the embedded store ---------------------------------------------------------------------------
 
 
@@ -546,6 +570,19 @@ async def test_the_history_and_resume_indexes_exist_after_open(mongo_store: Mong
     assert [("type", 1), ("createdAt", -1), ("_id", -1)] in keys
     assert [("clan_id", 1), ("updatedAt", -1), ("_id", -1)] in keys
     assert [("type", 1), ("updatedAt", -1), ("_id", -1)] in keys
+    assert [("outbox.at", 1)] in keys
+
+
+async def test_a_sent_outbox_leaves_the_document_in_the_games_layout(mongo_store: MongoStore) -> None:
+    message = await mongo_store.add(new_message(GLOBAL, "all"), EventDraft("e1", "message.created", ALICE))
+    collection = ChatMessageDocument.get_pymongo_collection()
+    waiting = await collection.find_one({"_id": ObjectId(message.id)})
+    assert waiting is not None and [entry["id"] for entry in waiting["outbox"]] == ["e1"]
+
+    await mongo_store.events_sent(message.id, ["e1"])
+
+    sent = await collection.find_one({"_id": ObjectId(message.id)})
+    assert sent is not None and "outbox" not in sent
 
 
 async def test_a_document_written_by_the_old_backend_is_readable_and_reactable(mongo_store: MongoStore) -> None:

@@ -22,6 +22,7 @@ from chatserver.protocol.models import ErrorDetail
 from chatserver.protocol.vocabulary import (
     ECHO_MAX_CHARS,
     MOOD_OF_EMOJI,
+    RESPONSE_TYPE_MAX_CHARS,
     ChatType,
     ErrorReason,
     InboundEvent,
@@ -47,13 +48,14 @@ class Bucket(StrEnum):
 
 @dataclass(frozen=True)
 class InboundRules:
-    """What a deployment accepts: sizes and the feeling and reaction vocabularies (empty: free)."""
+    """What a deployment accepts: sizes and the feeling, reaction and quick-response vocabularies (empty: free)."""
 
     frame_max_bytes: int = 8 * 1024
     content_max_chars: int = 256
     feeling_max_chars: int = 32
     feelings: tuple[str, ...] = ()
     reactions: tuple[str, ...] = ()
+    response_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,13 +80,17 @@ class FrameEnvelope:
 
 @dataclass(frozen=True)
 class PostMessage:
-    """Post ``content`` (trimmed) with an optional ``feeling`` to the room ``chat`` names."""
+    """Post ``content`` (trimmed) with an optional ``feeling`` and quick response to the room ``chat`` names.
+
+    A quick response sent without ``content`` has its ``responseType`` name as ``content``.
+    """
 
     chat: ChatType
     content: str
     feeling: str | None
     ref: str | None = None
     received_at: float = field(default_factory=time.time)
+    response_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,8 +170,8 @@ def command_of(envelope: FrameEnvelope, rules: InboundRules) -> Command:
         if envelope.event in _REPORT_EVENTS:
             message_id, reason = _check_report(data)
             return ReportMessage(chat, message_id, reason, ref, received_at)
-        content, feeling = _check_message(data, rules)
-        return PostMessage(chat, content, feeling, ref, received_at)
+        content, feeling, response_type = _check_message(data, rules)
+        return PostMessage(chat, content, feeling, ref, received_at, response_type)
     except ChatError as error:
         error.ref = envelope.ref
         raise
@@ -220,15 +226,61 @@ def _data_object(raw: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _check_message(data: dict[str, Any], rules: InboundRules) -> tuple[str, str | None]:
-    """``content`` and ``feeling`` of a new message; every failing field is listed in the one error."""
+def _check_message(data: dict[str, Any], rules: InboundRules) -> tuple[str, str | None, str | None]:
+    """``content``, ``feeling`` and ``responseType`` of a new message; every failing field in the one error.
+
+    A quick response may come without ``content`` (the game's #1000 payload): its name is the content.
+    """
     problems: list[ErrorDetail] = []
-    content = _check_content(data.get("content"), rules, problems)
+    response_type = _check_response_type(data.get("responseType"), rules, problems)
+    content: str | None = None
+    if data.get("content") is not None or data.get("responseType") is None:
+        content = _check_content(data.get("content"), rules, problems)
+    elif response_type is not None:
+        content = _check_content(response_type, rules, problems)
     feeling = _check_feeling(data.get("feeling"), rules, problems)
     if problems:
         raise ChatError(problems)
     assert content is not None
-    return content, feeling
+    return content, feeling, response_type
+
+
+def _check_response_type(label: Any, rules: InboundRules, problems: list[ErrorDetail]) -> str | None:
+    """One of ``CHAT_RESPONSE_TYPES`` (matched case-insensitively, kept in the list's spelling), or with no
+    list any label of at most ``RESPONSE_TYPE_MAX_CHARS``; absent or null: no quick response."""
+    if label is None:
+        return None
+    if not isinstance(label, str):
+        problems.append(_detail(ErrorReason.NOT_STRING, "responseType", "responseType must be a string", echo(label)))
+        return None
+    if rules.response_types:
+        spelled = {allowed.casefold(): allowed for allowed in rules.response_types}.get(_trim(label).casefold())
+        if spelled is None:
+            problems.append(
+                _detail(
+                    ErrorReason.WRONG_ENUM,
+                    "responseType",
+                    f"responseType must be one of {', '.join(rules.response_types)}",
+                    echo(label),
+                    additional={"allowed": list(rules.response_types)},
+                )
+            )
+        return spelled
+    trimmed = _trim(label)
+    if not trimmed:
+        problems.append(_detail(ErrorReason.REQUIRED, "responseType", "responseType must not be empty", echo(label)))
+        return None
+    if len(trimmed) > RESPONSE_TYPE_MAX_CHARS:
+        problems.append(
+            _detail(
+                ErrorReason.MORE_THAN_MAX,
+                "responseType",
+                f"responseType must be shorter than or equal to {RESPONSE_TYPE_MAX_CHARS} characters",
+                additional={"max": RESPONSE_TYPE_MAX_CHARS},
+            )
+        )
+        return None
+    return trimmed
 
 
 def _check_reaction(data: dict[str, Any], rules: InboundRules) -> tuple[str, str | None]:

@@ -19,8 +19,17 @@ from chatserver.protocol.vocabulary import BroadcastEvent, ChatType, ErrorReason
 class MessageData(BaseModel):
     """``data`` of ``clanMessage`` / ``globalMessage``."""
 
-    content: str = Field(description="Message text; trimmed, not blank, at most CHAT_CONTENT_MAX_CHARS code points.")
+    content: str | None = Field(
+        default=None,
+        description="Message text; trimmed, not blank, at most CHAT_CONTENT_MAX_CHARS code points. Required unless "
+        "responseType is given; a quick response without it has the responseType as its content.",
+    )
     feeling: str | None = Field(default=None, description="Optional short label, or one of CHAT_FEELINGS if set.")
+    responseType: str | None = Field(
+        default=None,
+        description="Optional quick response: one of CHAT_RESPONSE_TYPES if set (the game's ResponseType names in a "
+        "game deployment), else any label of at most 64 characters.",
+    )
 
 
 class ReactionData(BaseModel):
@@ -89,6 +98,7 @@ class Message(BaseModel):
     sender: Sender | None
     content: str
     feeling: str | None = Field(default=None, description="Present only if the sender gave one.")
+    responseType: str | None = Field(default=None, description="The quick response, present only if one was sent.")
     type: ChatType
     reactions: list[Reaction]
     createdAt: str = Field(description="UTC ISO-8601 with milliseconds and Z.")
@@ -100,9 +110,9 @@ class Message(BaseModel):
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: Any) -> dict[str, Any]:
-        """Leave ``clan_id``, ``feeling`` and ``editedAt`` out when absent, as the game backend does (not ``null``)."""
+        """Leave ``clan_id``, ``feeling``, ``responseType`` and ``editedAt`` out when absent, as the game does."""
         data: dict[str, Any] = handler(self)
-        for key in ("clan_id", "feeling", "editedAt"):
+        for key in ("clan_id", "feeling", "responseType", "editedAt"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

@@ -127,6 +127,29 @@ AVATAR_PIECES = ("head", "hair", "eyes", "nose", "mouth", "eyebrows", "clothes",
 LEGACY_PIECE_COLOR = "#ffffff"
 # The shipped client's ``Mood`` enum, in its exact spelling (``Enum.Parse`` is case-sensitive).
 MOODS = ("Happy", "Sad", "Neutral", "Love", "Thinking", "Wink", "Angry", "None")
+# The client's quick responses, ``ResponseType`` in Assets/MenuUi/Scripts/Chat/ChatResponse.cs (Alt-Org/Altzone
+# 50c5c4d2): a game deployment's default CHAT_RESPONSE_TYPES. The game backend's enum lacks the last two.
+RESPONSE_TYPES = (
+    "NeedCompany",
+    "NewGame",
+    "ComingToPlay",
+    "WantToPlay",
+    "Yes",
+    "No",
+    "Online",
+    "Leaving",
+    "Busy",
+    "WinningStreak",
+    "LosingStreak",
+    "Discord",
+    "Lonely",
+    "GoodGame",
+    "BadGame",
+    "SkillIssue",
+    "SkillIssue2",
+    "Funny",
+)
+RESPONSE_TYPE_MAX_CHARS = 64
 # The reactions the client's buttons send; a game deployment's default CHAT_REACTIONS.
 GAME_REACTIONS = ("Happy", "Sad", "Love", "Wink", "Angry")
 # A Unicode reaction from a wiki client in a room the game reads, as the Mood the game shows for it.

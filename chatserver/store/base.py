@@ -7,7 +7,8 @@ The chat use cases talk only to ``MessageStore``; the embedded ``MemoryStore`` a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,29 @@ class StoredReaction:
 
 
 @dataclass(frozen=True)
+class EventDraft:
+    """The event of one change, as the use case describes it before the store has stamped the change.
+
+    The store keeps it in the changed message's outbox, in the same write as the change, until it is on
+    the event stream: so a change that was stored always has its event, whatever dies in between.
+    ``detail`` holds what the event type carries (``emoji``, ``feeling``, ``responseType``).
+    """
+
+    id: str
+    type: str
+    player_id: str
+    detail: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An outbox entry: the draft and the stamp of its change (``createdAt``, or the reaction's ``updatedAt``)."""
+
+    draft: EventDraft
+    at: datetime
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     """A message as stored; ``sender_name``/``sender_avatar`` are the sender's profile when it was written."""
 
@@ -39,8 +63,10 @@ class StoredMessage:
     reactions: tuple[StoredReaction, ...]
     created_at: datetime
     updated_at: datetime
+    response_type: str | None = None
     edited_at: datetime | None = None
     deleted_at: datetime | None = None  # set: a tombstone, its content and reactions removed
+    pending: tuple[PendingEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +88,7 @@ class NewMessage:
     sender_avatar: dict[str, Any] | None
     content: str
     feeling: str | None
+    response_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,8 +153,16 @@ def apply_reaction(reactions: tuple[StoredReaction, ...], change: ReactionChange
     return (*others, StoredReaction(change.player_name, change.emoji, change.sender_id))
 
 
+def retention_cutoff(retention: timedelta | None) -> datetime | None:
+    """Messages created at or before this moment are past retention: never shown, never changed."""
+    return None if retention is None else datetime.now(UTC) - retention
+
+
 class MessageStore(ABC):
-    """Where messages live. Every method raises ``StoreUnavailable`` when the backend cannot answer."""
+    """Where messages live. Every method raises ``StoreUnavailable`` when the backend cannot answer.
+
+    With a retention, every method behaves as if messages past it were already gone.
+    """
 
     durable: bool = True
 
@@ -142,12 +177,14 @@ class MessageStore(ABC):
         """True when the store answers right now (for ``/readyz``)."""
 
     @abstractmethod
-    async def add(self, new: NewMessage) -> StoredMessage:
-        """Store a new message and return it with its id and timestamps."""
+    async def add(self, new: NewMessage, event: EventDraft | None = None) -> StoredMessage:
+        """Store a new message, ``event`` (if any) in its outbox, and return it with its id and timestamps."""
 
     @abstractmethod
-    async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
-        """Apply ``change`` atomically to a live message of ``room``; ``None`` if no such message is in that room."""
+    async def react(
+        self, room: RoomKey, change: ReactionChange, event: EventDraft | None = None
+    ) -> StoredMessage | None:
+        """Apply ``change`` (and queue ``event``) atomically on a live message of ``room``; ``None`` if none."""
 
     @abstractmethod
     async def get(self, target: MessageTarget) -> StoredMessage | None:
@@ -161,6 +198,14 @@ class MessageStore(ABC):
     async def delete(self, target: MessageTarget) -> StoredMessage | None:
         """Make a live message a tombstone atomically (content, feeling and reactions removed, ``deleted_at`` set)
         and return it; ``None`` if no live message matches. Tombstones leave history and reactions."""
+
+    @abstractmethod
+    async def events_sent(self, message_id: str, event_ids: list[str]) -> None:
+        """Take these events out of the message's outbox: they are on the event stream."""
+
+    @abstractmethod
+    async def pending_events(self, older_than: datetime, limit: int) -> list[StoredMessage]:
+        """Up to ``limit`` messages holding an outbox entry stamped before ``older_than``, oldest entry first."""
 
     @abstractmethod
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:

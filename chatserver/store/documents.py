@@ -15,7 +15,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from chatserver.protocol import ChatType
 from chatserver.protocol.vocabulary import AVATAR_PIECES, LEGACY_PIECE_COLOR, RoomKey, is_object_id
-from chatserver.store.base import NewMessage, StoredMessage, StoredReaction
+from chatserver.store.base import EventDraft, NewMessage, PendingEvent, StoredMessage, StoredReaction
 
 LEGACY_REACTION_SENDER = "legacy_system"
 """What the old backend reads back as ``sender_id`` for reactions written before it stored one."""
@@ -43,6 +43,28 @@ class ReactionEntry(BaseModel):
     sender_id: str = LEGACY_REACTION_SENDER
 
 
+class OutboxEntry(BaseModel):
+    """An event waiting for the event stream, written in the same update as its change (our addition)."""
+
+    id: str
+    type: str
+    player_id: str
+    at: datetime
+    detail: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @classmethod
+    def of(cls, event: EventDraft, at: datetime) -> OutboxEntry:
+        return cls(id=event.id, type=event.type, player_id=event.player_id, at=at, detail=dict(event.detail))
+
+    def to_pending(self) -> PendingEvent:
+        return PendingEvent(EventDraft(self.id, self.type, self.player_id, self.detail), self.at)
+
+
 class SenderProfile(BaseModel):
     """The sender's name and avatar when the message was written (our addition to the game's layout)."""
 
@@ -57,6 +79,7 @@ class ChatMessageDocument(Document):
     sender_id: PydanticObjectId | str
     content: str
     feeling: str | None = None
+    responseType: str | None = None
     clan_id: str | None = None
     reactions: list[ReactionEntry] = Field(default_factory=list)
     createdAt: datetime
@@ -64,6 +87,7 @@ class ChatMessageDocument(Document):
     senderProfile: SenderProfile | None = None
     editedAt: datetime | None = None
     deletedAt: datetime | None = None
+    outbox: list[OutboxEntry] | None = None
 
     class Settings:
         name = "ChatMessage"
@@ -75,11 +99,17 @@ class ChatMessageDocument(Document):
         # in-memory sort of the room's older messages. Same prefix, so every query the game's index serves
         # this one serves too.
         # The two updatedAt indexes serve resumes and replica catch-up ("what changed in this room since t").
+        # The outbox index holds only messages with an event not yet on the stream, for the repair sweep.
+        # No index on createdAt alone here: the retention TTL index is the store's, made at start-up to fit
+        # the game's own (see ``retention_index``).
         indexes = [
             IndexModel([("clan_id", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("type", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("clan_id", ASCENDING), ("updatedAt", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("type", ASCENDING), ("updatedAt", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel(
+                [("outbox.at", ASCENDING)], name="outbox_at", partialFilterExpression={"outbox.at": {"$exists": True}}
+            ),
         ]
 
     @field_validator("createdAt", "updatedAt")
@@ -93,18 +123,20 @@ class ChatMessageDocument(Document):
         return None if value is None else as_utc(value)
 
     @classmethod
-    def from_new(cls, new: NewMessage, now: datetime) -> ChatMessageDocument:
+    def from_new(cls, new: NewMessage, now: datetime, event: EventDraft | None = None) -> ChatMessageDocument:
         """The document for a new message; ``sender_id`` is an ObjectId when the player id is one."""
         return cls(
             type=new.room.type,
             sender_id=as_object_id(new.sender_id) or new.sender_id,
             content=new.content,
             feeling=new.feeling,
+            responseType=new.response_type,
             clan_id=new.room.clan_id if new.room.type is ChatType.CLAN else None,
             reactions=[],
             createdAt=now,
             updatedAt=now,
             senderProfile=SenderProfile(name=new.sender_name, avatar=new.sender_avatar),
+            outbox=None if event is None else [OutboxEntry.of(event, now)],
         )
 
     def to_stored(self) -> StoredMessage:
@@ -118,11 +150,13 @@ class ChatMessageDocument(Document):
             sender_avatar=profile.avatar,
             content=self.content,
             feeling=self.feeling,
+            response_type=self.responseType,
             reactions=tuple(StoredReaction(r.playerName, r.emoji, r.sender_id) for r in self.reactions),
             created_at=self.createdAt,
             updated_at=self.updatedAt,
             edited_at=self.editedAt,
             deleted_at=self.deletedAt,
+            pending=tuple(entry.to_pending() for entry in self.outbox or ()),
         )
 
 

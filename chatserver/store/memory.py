@@ -2,7 +2,8 @@
 
 Ids are ObjectIds made in this process, so they increase with time and their hex spellings sort in
 creation order: each room keeps a sorted list of ids, and a history page or a cursor lookup is a
-slice or a bisection, never a scan. When the store is full the oldest message of all is dropped.
+slice or a bisection, never a scan. When the store is full the oldest message of all is dropped, and
+with a retention every call first drops the messages past it (oldest first, so that is O(dropped)).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bson import ObjectId
 
@@ -18,13 +19,16 @@ from chatserver.protocol.vocabulary import RoomKey
 from chatserver.store.base import (
     ChangeClock,
     ChangeSlice,
+    EventDraft,
     HistorySlice,
     MessageStore,
     MessageTarget,
     NewMessage,
+    PendingEvent,
     ReactionChange,
     StoredMessage,
     apply_reaction,
+    retention_cutoff,
 )
 
 _COMPACT_AFTER = 1024
@@ -84,8 +88,10 @@ class MemoryStore(MessageStore):
 
     durable = False
 
-    def __init__(self, max_messages: int) -> None:
+    def __init__(self, max_messages: int, retention: timedelta | None = None) -> None:
         self._max_messages = max_messages
+        self._retention = retention
+        self._with_pending: set[str] = set()
         self._messages: dict[str, StoredMessage] = {}
         self._rooms: dict[RoomKey, _RoomIndex] = {}
         self._arrival: deque[str] = deque()
@@ -95,7 +101,8 @@ class MemoryStore(MessageStore):
     async def ping(self) -> bool:
         return True
 
-    async def add(self, new: NewMessage) -> StoredMessage:
+    async def add(self, new: NewMessage, event: EventDraft | None = None) -> StoredMessage:
+        self._prune()
         now = self._clock.now()
         message = StoredMessage(
             id=self._next_id(),
@@ -105,11 +112,15 @@ class MemoryStore(MessageStore):
             sender_avatar=new.sender_avatar,
             content=new.content,
             feeling=new.feeling,
+            response_type=new.response_type,
             reactions=(),
             created_at=now,
             updated_at=now,
+            pending=() if event is None else (PendingEvent(event, now),),
         )
         self._messages[message.id] = message
+        if event is not None:
+            self._with_pending.add(message.id)
         index = self._rooms.setdefault(new.room, _RoomIndex())
         index.ids.append(message.id)
         index.changed(None, (now, message.id))
@@ -118,11 +129,18 @@ class MemoryStore(MessageStore):
             self._drop_oldest()
         return message
 
-    async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
+    async def react(
+        self, room: RoomKey, change: ReactionChange, event: EventDraft | None = None
+    ) -> StoredMessage | None:
         message = self._live(MessageTarget(change.message_id, room))
         if message is None:
             return None
-        return self._replace(message, reactions=apply_reaction(message.reactions, change))
+        now = self._clock.now()
+        pending = message.pending if event is None else (*message.pending, PendingEvent(event, now))
+        if event is not None:
+            self._with_pending.add(message.id)
+        reactions = apply_reaction(message.reactions, change)
+        return self._replace(message, reactions=reactions, updated_at=now, pending=pending)
 
     async def get(self, target: MessageTarget) -> StoredMessage | None:
         return self._live(target)
@@ -143,6 +161,7 @@ class MemoryStore(MessageStore):
         return self._replace(message, content="", feeling=None, reactions=(), deleted_at=now, updated_at=now)
 
     def _live(self, target: MessageTarget) -> StoredMessage | None:
+        self._prune()
         message = self._messages.get(target.message_id)
         if message is None or message.deleted_at is not None:
             return None
@@ -160,13 +179,29 @@ class MemoryStore(MessageStore):
         self._rooms[message.room].changed((message.updated_at, message.id), (updated.updated_at, updated.id))
         return updated
 
+    async def events_sent(self, message_id: str, event_ids: list[str]) -> None:
+        message = self._messages.get(message_id)
+        if message is None:
+            return
+        pending = tuple(p for p in message.pending if p.draft.id not in event_ids)
+        self._messages[message_id] = dataclasses.replace(message, pending=pending)
+        if not pending:
+            self._with_pending.discard(message_id)
+
+    async def pending_events(self, older_than: datetime, limit: int) -> list[StoredMessage]:
+        self._prune()
+        due = [m for m in map(self._messages.__getitem__, self._with_pending) if m.pending[0].at < older_than]
+        return sorted(due, key=lambda m: m.pending[0].at)[:limit]
+
     async def changes_since(self, room: RoomKey, since: datetime, limit: int) -> ChangeSlice:
+        self._prune()
         index = self._rooms.get(room)
         changed = [] if index is None else index.changed_after(since)
         kept = changed[-limit:] if limit > 0 else []
         return ChangeSlice([self._messages[i] for _, i in kept], complete=len(kept) == len(changed))
 
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
+        self._prune()
         index = self._rooms.get(room)
         if index is None:
             return HistorySlice([], 0)
@@ -175,6 +210,7 @@ class MemoryStore(MessageStore):
         return HistorySlice([self._messages[i] for i in ids], len(index))
 
     async def page_before(self, room: RoomKey, before_id: str, limit: int) -> HistorySlice | None:
+        self._prune()
         cursor = self._messages.get(before_id)
         index = self._rooms.get(room)
         if cursor is None or cursor.room != room or index is None:
@@ -191,8 +227,15 @@ class MemoryStore(MessageStore):
         self._last_id = candidate
         return candidate
 
+    def _prune(self) -> None:
+        """Drop every message past retention; they are the oldest, at the front of ``_arrival``."""
+        cutoff = retention_cutoff(self._retention)
+        while cutoff is not None and self._arrival and self._messages[self._arrival[0]].created_at <= cutoff:
+            self._drop_oldest()
+
     def _drop_oldest(self) -> None:
         oldest = self._messages.pop(self._arrival.popleft())
+        self._with_pending.discard(oldest.id)
         index = self._rooms[oldest.room]
         if oldest.deleted_at is None:  # a tombstone's id already left the live ids
             index.drop_oldest()

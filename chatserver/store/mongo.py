@@ -15,6 +15,11 @@ resumes replay.
 Resumes read a room's changes since a moment by ``(updatedAt, _id)``, through the
 ``(clan_id, updatedAt, _id)`` / ``(type, updatedAt, _id)`` indexes.
 
+Every change writes its event into the document's ``outbox`` in the same atomic write (the insert, or
+the reaction's update); ``events_sent`` takes it out once it is on the event stream. With a retention,
+every query also asks for ``createdAt`` after the cutoff, so nothing past it is seen before MongoDB's
+TTL monitor (about once a minute) deletes it; the TTL index is ``retention_index``'s.
+
 History is newest first by ``(createdAt, _id)``. ``page`` skips; ``page_before`` is a keyset query on
 that pair, which the ``(clan_id, createdAt, _id)`` / ``(type, createdAt, _id)`` indexes answer in order.
 
@@ -27,7 +32,7 @@ import asyncio
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,6 +45,7 @@ from chatserver.protocol.vocabulary import RoomKey
 from chatserver.store.base import (
     ChangeClock,
     ChangeSlice,
+    EventDraft,
     HistorySlice,
     MessageStore,
     MessageTarget,
@@ -47,20 +53,24 @@ from chatserver.store.base import (
     ReactionChange,
     StoredMessage,
     StoreUnavailable,
+    retention_cutoff,
 )
 from chatserver.store.documents import (
     LEGACY_REACTION_SENDER,
     ChatMessageDocument,
+    OutboxEntry,
     PlayerDocument,
     as_object_id,
     as_utc,
 )
+from chatserver.store.retention import ensure_retention_index
 
 LIVE = {"deletedAt": None}  # matches documents without the field: every message the old backend wrote
 SERVER_SELECTION_TIMEOUT_MS = 3000
 REACT_ATTEMPTS = 50
 REACT_RETRY_JITTER_SECONDS = 0.005
 NEWEST_FIRST = [("createdAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
+OLDEST_OUTBOX_FIRST = [("outbox.at", SortDirection.ASCENDING)]
 LATEST_CHANGE_FIRST = [("updatedAt", SortDirection.DESCENDING), ("_id", SortDirection.DESCENDING)]
 
 
@@ -93,7 +103,7 @@ def room_filter(room: RoomKey) -> dict[str, Any]:
     return {"type": ChatType.CLAN.value, "clan_id": room.clan_id}
 
 
-def reaction_pipeline(change: ReactionChange, now: datetime) -> list[dict[str, Any]]:
+def reaction_pipeline(change: ReactionChange, now: datetime, event: EventDraft | None = None) -> list[dict[str, Any]]:
     """``apply_reaction`` as an update pipeline, so the server applies it to the current document.
 
     Every value that came from a client is wrapped in ``$literal``: in an aggregation expression a
@@ -117,15 +127,20 @@ def reaction_pipeline(change: ReactionChange, now: datetime) -> list[dict[str, A
                 {"$concatArrays": [others, {"$literal": [entry]}]},
             ]
         }
-    return [{"$set": {"reactions": reactions, "updatedAt": now}}]
+    changed: dict[str, Any] = {"reactions": reactions, "updatedAt": now}
+    if event is not None:
+        queued = {"$literal": [OutboxEntry.of(event, now).model_dump()]}
+        changed["outbox"] = {"$concatArrays": [{"$ifNull": ["$outbox", []]}, queued]}
+    return [{"$set": changed}]
 
 
 class MongoStore(MessageStore):
     """Messages in MongoDB in the game's layout."""
 
-    def __init__(self, url: str, database: str) -> None:
+    def __init__(self, url: str, database: str, retention: timedelta | None = None) -> None:
         self._url = url
         self._database_name = database
+        self._retention = retention
         self._client: Any = None
         self._database: Any = None
         self._clock = ChangeClock()
@@ -135,6 +150,7 @@ class MongoStore(MessageStore):
             with driver_errors_as_unavailable():  # a bad URL or an SRV lookup fails already in the client
                 self._client, self._database = self._connect()
                 await init_beanie(database=self._database, document_models=[ChatMessageDocument, PlayerDocument])
+                await ensure_retention_index(ChatMessageDocument.get_pymongo_collection(), self._retention)
         except BaseException:
             await self.close()
             raise
@@ -161,24 +177,31 @@ class MongoStore(MessageStore):
             return False
         return True
 
-    async def add(self, new: NewMessage) -> StoredMessage:
-        document = ChatMessageDocument.from_new(new, self._clock.now())
+    def _live(self, query: dict[str, Any]) -> dict[str, Any]:
+        """``query`` limited to messages within retention."""
+        cutoff = retention_cutoff(self._retention)
+        return query if cutoff is None else {**query, "createdAt": {"$gt": cutoff}}
+
+    async def add(self, new: NewMessage, event: EventDraft | None = None) -> StoredMessage:
+        document = ChatMessageDocument.from_new(new, self._clock.now(), event)
         with driver_errors_as_unavailable():
             await document.insert()
         return document.to_stored()
 
-    async def react(self, room: RoomKey, change: ReactionChange) -> StoredMessage | None:
+    async def react(
+        self, room: RoomKey, change: ReactionChange, event: EventDraft | None = None
+    ) -> StoredMessage | None:
         query = target_filter(MessageTarget(change.message_id, room))
         if query is None:
             return None
-        return await self._stamped_update(query, lambda stamp: reaction_pipeline(change, stamp))
+        return await self._stamped_update(self._live(query), lambda stamp: reaction_pipeline(change, stamp, event))
 
     async def get(self, target: MessageTarget) -> StoredMessage | None:
         query = target_filter(target)
         if query is None:
             return None
         with driver_errors_as_unavailable():
-            document = await ChatMessageDocument.find_one(query)
+            document = await ChatMessageDocument.find_one(self._live(query))
         return None if document is None else document.to_stored()
 
     async def edit(self, target: MessageTarget, content: str) -> StoredMessage | None:
@@ -186,7 +209,7 @@ class MongoStore(MessageStore):
         if query is None:
             return None
         return await self._stamped_update(
-            query, lambda stamp: {"$set": {"content": content, "editedAt": stamp, "updatedAt": stamp}}
+            self._live(query), lambda stamp: {"$set": {"content": content, "editedAt": stamp, "updatedAt": stamp}}
         )
 
     async def delete(self, target: MessageTarget) -> StoredMessage | None:
@@ -194,7 +217,7 @@ class MongoStore(MessageStore):
         if query is None:
             return None
         return await self._stamped_update(
-            query,
+            self._live(query),
             lambda stamp: {
                 "$set": {"content": "", "reactions": [], "deletedAt": stamp, "updatedAt": stamp},
                 "$unset": {"feeling": ""},
@@ -230,8 +253,27 @@ class MongoStore(MessageStore):
                 stamp = self._clock.now(after=as_utc(current["updatedAt"]))
         raise StoreUnavailable(f"a change of {query['_id']} lost {REACT_ATTEMPTS} races for its updatedAt")
 
+    async def events_sent(self, message_id: str, event_ids: list[str]) -> None:
+        collection = ChatMessageDocument.get_pymongo_collection()
+        message = as_object_id(message_id)
+        just_these = {"_id": message, "outbox": {"$size": len(event_ids)}, "outbox.id": {"$all": event_ids}}
+        with driver_errors_as_unavailable():
+            if (await collection.update_one(just_these, {"$unset": {"outbox": ""}})).matched_count:
+                return  # the usual case, one write: the outbox held only these
+            await collection.update_one({"_id": message}, {"$pull": {"outbox": {"id": {"$in": event_ids}}}})
+            # A reaction queued in between makes the outbox non-empty again, and then it stays.
+            await collection.update_one({"_id": message, "outbox": {"$size": 0}}, {"$unset": {"outbox": ""}})
+
+    async def pending_events(self, older_than: datetime, limit: int) -> list[StoredMessage]:
+        if limit <= 0:
+            return []
+        query = self._live({"outbox.at": {"$exists": True, "$lt": older_than}})
+        with driver_errors_as_unavailable():
+            documents = await ChatMessageDocument.find(query).sort(OLDEST_OUTBOX_FIRST).limit(limit).to_list()
+        return [d.to_stored() for d in documents]
+
     async def page(self, room: RoomKey, limit: int, offset: int) -> HistorySlice:
-        query = {**room_filter(room), **LIVE}
+        query = self._live({**room_filter(room), **LIVE})
         with driver_errors_as_unavailable():
             total = await ChatMessageDocument.find(query).count()
             documents = await self._newest_first(query, limit, skip=max(offset, 0))
@@ -241,7 +283,7 @@ class MongoStore(MessageStore):
         cursor_id = as_object_id(before_id)
         if cursor_id is None:
             return None
-        query = {**room_filter(room), **LIVE}
+        query = self._live({**room_filter(room), **LIVE})
         with driver_errors_as_unavailable():
             cursor = await ChatMessageDocument.find_one({"_id": cursor_id, **room_filter(room)})
             if cursor is None:
@@ -260,7 +302,7 @@ class MongoStore(MessageStore):
     async def changes_since(self, room: RoomKey, since: datetime, limit: int) -> ChangeSlice:
         if limit <= 0:
             return ChangeSlice([], complete=True)
-        query = {**room_filter(room), "updatedAt": {"$gt": since}}
+        query = {**self._live(room_filter(room)), "updatedAt": {"$gt": since}}
         with driver_errors_as_unavailable():
             latest = await ChatMessageDocument.find(query).sort(LATEST_CHANGE_FIRST).limit(limit + 1).to_list()
         kept = latest[:limit]

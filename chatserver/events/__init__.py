@@ -1,0 +1,1 @@
+"""The chat event stream: every accepted change as an event for other services (the game backend)."""
