@@ -113,7 +113,7 @@ class ChatService:
             await self.edit(player, command)
         elif isinstance(command, DeleteMessage):
             target = MessageTarget(command.message_id, self._room_of(player, command.chat), player.id)
-            await self.delete(target, command.received_at)
+            await self.delete(target, command.received_at, player.id)
         elif isinstance(command, ReportMessage):
             await self.report(player, command)
         else:
@@ -193,9 +193,10 @@ class ChatService:
         """Replace the content of the player's own message atomically, then publish ``editedMessage``."""
         target = MessageTarget(command.message_id, self._room_of(player, command.chat), player.id)
         content = self._blocklist.screen(command.content)
+        event = draft(EventType.MESSAGE_EDITED, player.id)
         try:
             with metrics.timed(metrics.STORE_SECONDS.labels("edit")):
-                stored = await self._store.edit(target, content)
+                stored = await self._store.edit(target, content, event)
             if stored is None:
                 raise not_found(command.message_id)
             profiles = await self._players.profiles([stored.sender_id])
@@ -203,19 +204,25 @@ class ChatService:
             log.exception("store refused an edit")
             raise not_available("Message storage") from None
         view = message_view(stored, sender_of(stored, profiles))
-        await self._publish(BroadcastEvent.EDITED_MESSAGE, stored, view, command.received_at)
+        async with self._outbox.sending(stored, event.id):
+            await self._publish(BroadcastEvent.EDITED_MESSAGE, stored, view, command.received_at)
 
-    async def delete(self, target: MessageTarget, received_at: float) -> StoredMessage:
-        """Make the message a tombstone, then publish ``deletedMessage``; NOT_FOUND unless a live one matches."""
+    async def delete(self, target: MessageTarget, received_at: float, actor: str) -> StoredMessage:
+        """Make the message a tombstone, then publish ``deletedMessage``; NOT_FOUND unless a live one matches.
+
+        ``actor`` is who deleted it (the sender, or a moderator): the ``player_id`` of its event.
+        """
+        event = draft(EventType.MESSAGE_DELETED, actor)
         try:
             with metrics.timed(metrics.STORE_SECONDS.labels("delete")):
-                stored = await self._store.delete(target)
+                stored = await self._store.delete(target, event)
         except StoreUnavailable:
             log.exception("store refused a deletion")
             raise not_available("Message storage") from None
         if stored is None:
             raise not_found(target.message_id)
-        await self._publish(BroadcastEvent.DELETED_MESSAGE, stored, deleted_view(stored), received_at)
+        async with self._outbox.sending(stored, event.id):
+            await self._publish(BroadcastEvent.DELETED_MESSAGE, stored, deleted_view(stored), received_at)
         return stored
 
     async def report(self, player: Player, command: ReportMessage) -> Report:

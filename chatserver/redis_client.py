@@ -14,6 +14,7 @@ meanwhile are lost) to re-subscribe and catch up, which a silent reconnect insid
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -79,3 +80,24 @@ def node_options(url: str, **options: Any) -> dict[str, Any]:
     if parsed.pop("connection_class", None) is SSLConnection:
         parsed["ssl"] = True
     return {**parsed, **options}
+
+
+class LazyCommands:
+    """A command client made on first use (telling one Redis from a cluster takes a round trip), then kept."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self._url = url
+        self._options = options
+        self._client: CommandClient | None = None
+        self._connecting = asyncio.Lock()
+
+    async def client(self) -> CommandClient:
+        async with self._connecting:
+            if self._client is None:
+                self._client = await connect_commands(self._url, **self._options)
+            return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

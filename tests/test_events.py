@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pymongo
 import pytest
 import redis
@@ -133,6 +134,23 @@ async def test_a_quick_response_is_in_its_message_created_event(cluster: Cluster
         "type": "message.created", "chat": "global", "clan_id": None, "player_id": player,
         "message_id": message["_id"], "responseType": "GoodGame",
     }  # fmt: skip
+
+
+async def test_an_edit_and_a_deletion_are_events_of_the_player_who_made_them(
+    cluster: Cluster, new_id: Callable[[], str]
+) -> None:
+    player = new_id()
+    writer = await on(cluster, 0, token(player, name="Editor"))
+    message = await writer.post("global", "first draft")
+    await writer.send({"event": "globalMessageEdit", "data": {"message_id": message["_id"], "content": "final"}})
+    assert (await writer.recv())["event"] == "editedMessage"
+    await writer.send({"event": "globalMessageDelete", "data": {"message_id": message["_id"]}})
+    assert (await writer.recv())["event"] == "deletedMessage"
+    events = await events_about(cluster.redis_url, {message["_id"]}, 3)
+    assert [without_id_and_at(event) for event in events] == [
+        {"type": kind, "chat": "global", "clan_id": None, "player_id": player, "message_id": message["_id"]}
+        for kind in ("message.created", "message.edited", "message.deleted")
+    ]
 
 
 async def test_a_consumer_group_reads_each_event_once_through_chatserver_events(
@@ -393,3 +411,29 @@ async def test_with_replicas_killed_in_a_loop_every_stored_change_has_its_event_
     for (message_id, player_id), event in last_reaction.items():
         if event["type"] == "reaction.removed":
             assert player_id not in [r["sender_id"] for r in stored[message_id]["reactions"]]
+
+
+async def test_a_report_and_a_mute_are_events_with_who_did_them(cluster: Cluster, new_id: Callable[[], str]) -> None:
+    sender, reporter = new_id(), new_id()
+    message = await (await on(cluster, 0, token(sender))).post("global", "rude words")
+    reporting = await on(cluster, 1, token(reporter))
+    await reporting.send({"event": "globalMessageReport", "data": {"message_id": message["_id"], "reason": "rude"}})
+    [created, reported] = await events_about(cluster.redis_url, {message["_id"]}, 2)
+    assert without_id_and_at(reported) == {
+        "type": "message.reported", "chat": "global", "clan_id": None, "player_id": reporter,
+        "message_id": message["_id"], "sender_id": sender, "reason": "rude",
+    }  # fmt: skip
+    moderator = token(new_id(), roles=["moderator"])
+    muted = httpx.post(
+        f"{cluster.replicas[2].url}/chat/moderation/mutes",
+        json={"player_id": sender, "minutes": 5, "reason": "rude"},
+        headers={"Authorization": f"Bearer {moderator}"},
+        timeout=5,
+    )
+    assert muted.status_code == 201, muted.text
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (mutes := [e for e in stream_entries(cluster.redis_url) if e["type"] == "player.muted"]):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert mutes[-1]["player_id"] == sender and mutes[-1]["until"] == muted.json()["until"]
+    assert mutes[-1]["reason"] == "rude" and mutes[-1]["moderator"] != sender

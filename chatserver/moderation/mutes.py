@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from chatserver.protocol.models import Mute
+from chatserver.redis_client import LazyCommands
 
 log = logging.getLogger(__name__)
 
@@ -107,22 +108,21 @@ class RedisMutes(MuteRegistry):
     """Mutes in the hash ``<prefix>mutes``: player id to the mute's JSON; ended mutes are dropped on listing."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        import redis.asyncio as aioredis
-
-        self._client = aioredis.from_url(url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # One Redis or a cluster, retried once after a restart dropped its pooled connection.
+        self._redis = LazyCommands(url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._key = f"{prefix}mutes"
-        self._drop_if_unchanged = self._client.register_script(_DROP_IF_UNCHANGED)
 
     async def mute(self, mute: Mute) -> None:
         try:
-            await self._client.hset(self._key, mute.player_id, mute.model_dump_json())
+            await (await self._redis.client()).hset(self._key, mute.player_id, mute.model_dump_json())
         except (RedisError, OSError) as error:
             raise MutesUnavailable(f"Redis: {error}") from error
 
     async def unmute(self, player_id: str) -> bool:
         try:
-            raw = await self._client.hget(self._key, player_id)
-            removed = await self._client.hdel(self._key, player_id)
+            client = await self._redis.client()
+            raw = await client.hget(self._key, player_id)
+            removed = await client.hdel(self._key, player_id)
         except (RedisError, OSError) as error:
             raise MutesUnavailable(f"Redis: {error}") from error
         mute = _parsed(player_id, raw)
@@ -130,7 +130,7 @@ class RedisMutes(MuteRegistry):
 
     async def active(self, player_id: str) -> Mute | None:
         try:
-            raw = await self._client.hget(self._key, player_id)
+            raw = await (await self._redis.client()).hget(self._key, player_id)
         except (RedisError, OSError) as error:
             log.warning("mute registry unavailable, letting the frame through: %s", error)
             return None
@@ -140,17 +140,18 @@ class RedisMutes(MuteRegistry):
     async def all(self) -> list[Mute]:
         now = time.time()
         try:
-            entries = await self._client.hgetall(self._key)
+            client = await self._redis.client()
+            entries = await client.hgetall(self._key)
             mutes = []
             for player_id, raw in entries.items():
                 mute = _parsed(player_id, raw)
                 if mute is not None and _in_force(mute, now):
                     mutes.append(mute)
                 elif mute is not None:
-                    await self._drop_if_unchanged(keys=[self._key], args=[player_id, raw])
+                    await client.eval(_DROP_IF_UNCHANGED, 1, self._key, player_id, raw)
         except (RedisError, OSError) as error:
             raise MutesUnavailable(f"Redis: {error}") from error
         return sorted(mutes, key=lambda mute: mute.until)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._redis.close()

@@ -12,6 +12,7 @@ from collections import deque
 from redis.exceptions import RedisError
 
 from chatserver.protocol.models import Report
+from chatserver.redis_client import LazyCommands
 
 REPORTS_KEPT = 1000
 
@@ -48,15 +49,15 @@ class RedisReports(ReportLog):
     """Reports in the list ``<prefix>reports``, pushed at the head and trimmed to ``kept`` in one transaction."""
 
     def __init__(self, url: str, prefix: str, kept: int = REPORTS_KEPT) -> None:
-        import redis.asyncio as aioredis
-
-        self._client = aioredis.from_url(url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # One Redis or a cluster, retried once after a restart dropped its pooled connection.
+        self._redis = LazyCommands(url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._key = f"{prefix}reports"
         self._kept = kept
 
     async def add(self, report: Report) -> None:
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
+            # Push then trim, in order, in one round trip; a transaction is not needed for one key.
+            async with (await self._redis.client()).pipeline(transaction=False) as pipe:
                 pipe.lpush(self._key, report.model_dump_json())
                 pipe.ltrim(self._key, 0, self._kept - 1)
                 await pipe.execute()
@@ -65,10 +66,10 @@ class RedisReports(ReportLog):
 
     async def recent(self, limit: int) -> list[Report]:
         try:
-            entries = await self._client.lrange(self._key, 0, limit - 1)
+            entries = await (await self._redis.client()).lrange(self._key, 0, limit - 1)
         except (RedisError, OSError) as error:
             raise ReportsUnavailable(f"Redis: {error}") from error
         return [Report.model_validate_json(entry) for entry in entries]
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._redis.close()

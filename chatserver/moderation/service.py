@@ -32,7 +32,7 @@ class ModerationService:
 
     async def delete_message(self, moderator: str, message_id: str) -> None:
         """Tombstone any message, in any room; its ``deletedMessage`` goes to the room on every replica."""
-        stored = await self._chat.delete(MessageTarget(message_id), time.time())
+        stored = await self._chat.delete(MessageTarget(message_id), time.time(), moderator)
         await self._audit.record(
             AuditAction.MESSAGE_DELETED,
             moderator=moderator,

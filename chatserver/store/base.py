@@ -191,13 +191,15 @@ class MessageStore(ABC):
         """The live message ``target`` names; ``None`` if there is none (or it is a tombstone)."""
 
     @abstractmethod
-    async def edit(self, target: MessageTarget, content: str) -> StoredMessage | None:
-        """Replace the content of a live message atomically, setting ``edited_at``; ``None`` if none matches."""
+    async def edit(self, target: MessageTarget, content: str, event: EventDraft | None = None) -> StoredMessage | None:
+        """Replace the content of a live message (and queue ``event``) atomically, setting ``edited_at``;
+        ``None`` if none matches."""
 
     @abstractmethod
-    async def delete(self, target: MessageTarget) -> StoredMessage | None:
-        """Make a live message a tombstone atomically (content, feeling and reactions removed, ``deleted_at`` set)
-        and return it; ``None`` if no live message matches. Tombstones leave history and reactions."""
+    async def delete(self, target: MessageTarget, event: EventDraft | None = None) -> StoredMessage | None:
+        """Make a live message a tombstone atomically (content, feeling and reactions removed, ``deleted_at`` set,
+        ``event`` queued) and return it; ``None`` if no live message matches. Tombstones leave history and
+        reactions."""
 
     @abstractmethod
     async def events_sent(self, message_id: str, event_ids: list[str]) -> None:

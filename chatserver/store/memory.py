@@ -136,29 +136,37 @@ class MemoryStore(MessageStore):
         if message is None:
             return None
         now = self._clock.now()
-        pending = message.pending if event is None else (*message.pending, PendingEvent(event, now))
-        if event is not None:
-            self._with_pending.add(message.id)
         reactions = apply_reaction(message.reactions, change)
-        return self._replace(message, reactions=reactions, updated_at=now, pending=pending)
+        return self._replace(message, reactions=reactions, updated_at=now, pending=self._queued(message, event, now))
 
     async def get(self, target: MessageTarget) -> StoredMessage | None:
         return self._live(target)
 
-    async def edit(self, target: MessageTarget, content: str) -> StoredMessage | None:
+    async def edit(self, target: MessageTarget, content: str, event: EventDraft | None = None) -> StoredMessage | None:
         message = self._live(target)
         if message is None:
             return None
         now = self._clock.now()
-        return self._replace(message, content=content, edited_at=now, updated_at=now)
+        pending = self._queued(message, event, now)
+        return self._replace(message, content=content, edited_at=now, updated_at=now, pending=pending)
 
-    async def delete(self, target: MessageTarget) -> StoredMessage | None:
+    async def delete(self, target: MessageTarget, event: EventDraft | None = None) -> StoredMessage | None:
         message = self._live(target)
         if message is None:
             return None
         self._rooms[message.room].remove(message.id)
         now = self._clock.now()
-        return self._replace(message, content="", feeling=None, reactions=(), deleted_at=now, updated_at=now)
+        pending = self._queued(message, event, now)
+        return self._replace(
+            message, content="", feeling=None, reactions=(), deleted_at=now, updated_at=now, pending=pending
+        )
+
+    def _queued(self, message: StoredMessage, event: EventDraft | None, now: datetime) -> tuple[PendingEvent, ...]:
+        """The message's outbox with ``event`` added, stamped with the change it belongs to."""
+        if event is None:
+            return message.pending
+        self._with_pending.add(message.id)
+        return (*message.pending, PendingEvent(event, now))
 
     def _live(self, target: MessageTarget) -> StoredMessage | None:
         self._prune()

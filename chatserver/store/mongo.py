@@ -204,15 +204,19 @@ class MongoStore(MessageStore):
             document = await ChatMessageDocument.find_one(self._live(query))
         return None if document is None else document.to_stored()
 
-    async def edit(self, target: MessageTarget, content: str) -> StoredMessage | None:
+    async def edit(self, target: MessageTarget, content: str, event: EventDraft | None = None) -> StoredMessage | None:
         query = target_filter(target)
         if query is None:
             return None
         return await self._stamped_update(
-            self._live(query), lambda stamp: {"$set": {"content": content, "editedAt": stamp, "updatedAt": stamp}}
+            self._live(query),
+            lambda stamp: {
+                "$set": {"content": content, "editedAt": stamp, "updatedAt": stamp},
+                **_queue(event, stamp),
+            },
         )
 
-    async def delete(self, target: MessageTarget) -> StoredMessage | None:
+    async def delete(self, target: MessageTarget, event: EventDraft | None = None) -> StoredMessage | None:
         query = target_filter(target)
         if query is None:
             return None
@@ -221,6 +225,7 @@ class MongoStore(MessageStore):
             lambda stamp: {
                 "$set": {"content": "", "reactions": [], "deletedAt": stamp, "updatedAt": stamp},
                 "$unset": {"feeling": ""},
+                **_queue(event, stamp),
             },
         )
 
@@ -317,3 +322,10 @@ class MongoStore(MessageStore):
 def _url_sets(url: str, option: str) -> bool:
     """Whether the connection string sets ``option`` (URI options are case-insensitive)."""
     return any(key.lower() == option.lower() for key, _ in parse_qsl(urlsplit(url).query))
+
+
+def _queue(event: EventDraft | None, stamp: datetime) -> dict[str, Any]:
+    """The part of an update document that queues ``event`` in the outbox, in the same atomic write."""
+    if event is None:
+        return {}
+    return {"$push": {"outbox": OutboxEntry.of(event, stamp).model_dump()}}
