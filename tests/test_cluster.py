@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chatserver.settings import DEV_JWT_SECRET
 from tests.harness import FRAME_TIMEOUT, ROOT, Client, ServerProcess, clean_env, free_port, suite_env, token
 from tools.cluster import Cluster
 from tools.processes import ProcessError, check_can_listen
@@ -298,3 +299,31 @@ def _kill_leftovers(command: subprocess.Popen[bytes], pids: list[int]) -> None:
     for pid in pids:
         if process_exists(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_scripts_cluster_with_a_redis_cluster_serves_chat_and_stops_it_all(
+    tmp_path: Path, new_id: Callable[[], str]
+) -> None:
+    port = free_port()
+    output = tmp_path / "output.txt"
+    argv = ["--replicas", "2", "--port", str(port), "--redis-cluster", "3", "--workdir", str(tmp_path / "w")]
+    with output.open("wb") as sink:
+        command = subprocess.Popen([str(CLUSTER), *argv], env=clean_env(), stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        printed = wait_for_output(output, "to stop", command)
+        assert "a Redis Cluster of 3 masters at redis://127.0.0.1:" in printed
+        bearer = token(new_id(), secret=DEV_JWT_SECRET)  # the command runs with the development secret
+        client = await Client.open(f"ws://127.0.0.1:{port}/ws/chat", bearer)
+        assert (await client.post("global", "sharded"))["content"] == "sharded"
+        await client.close()
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=COMMAND_TIMEOUT) == 0
+    finally:
+        _kill_leftovers(command, [])
+    assert port_is_free(port)
+
+
+def test_scripts_cluster_refuses_a_redis_cluster_of_two_masters_in_one_line() -> None:
+    done = subprocess.run([str(CLUSTER), "--redis-cluster", "2"], env=clean_env(), capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("a Redis Cluster needs at least 3 masters, not 2")

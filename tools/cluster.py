@@ -10,6 +10,7 @@ accepting, the replicas drain (SIGTERM, then SIGKILL after a timeout), nginx fin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -38,6 +39,7 @@ from tools.processes import (
     http_ok,
     program,
 )
+from tools.redis_cluster import LocalRedisCluster
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = SOURCE_ROOT / "deploy" / "nginx.conf.template"
@@ -349,6 +351,27 @@ def replica_count(text: str) -> int:
     return count
 
 
+def master_count(text: str) -> int:
+    """``--redis-cluster``: a whole number of masters, at least 3 (what ``redis-cli --cluster create`` needs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of masters, not {text!r}") from None
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"a Redis Cluster needs at least 3 masters, not {value}")
+    return value
+
+
+def replicas_per_master(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, not {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scripts/cluster",
@@ -360,6 +383,19 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=port_number, default=8080, help="nginx's public port (default 8080)")
     parser.add_argument("--host", default=LOCALHOST, help=f"address nginx listens on (default {LOCALHOST})")
     parser.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
+    parser.add_argument(
+        "--redis-cluster",
+        type=master_count,
+        metavar="MASTERS",
+        help="start a local Redis Cluster of this many masters (at least 3) instead of one redis-server",
+    )
+    parser.add_argument(
+        "--redis-cluster-replicas",
+        type=replicas_per_master,
+        default=0,
+        metavar="N",
+        help="with --redis-cluster: replicas per master (default 0)",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -378,13 +414,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     kept when the cluster failed (the error line names the log to read).
     """
     args = parser().parse_args(argv)
+    if args.redis_cluster and args.redis_url:
+        sys.exit("cluster: --redis-cluster starts its own Redis; it cannot be combined with --redis-url")
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     workdir: Path = args.workdir or Path(tempfile.mkdtemp(prefix="chatserver-cluster-"))
     try:
-        cluster = Cluster(args.replicas, host=args.host, port=args.port, redis_url=args.redis_url, workdir=workdir)
-        with cluster:
+        with contextlib.ExitStack() as started:
+            redis_url = args.redis_url
+            if args.redis_cluster:
+                shards = LocalRedisCluster(
+                    args.redis_cluster, replicas=args.redis_cluster_replicas, workdir=workdir / "redis-cluster"
+                )
+                redis_url = started.enter_context(shards).url
+                print(f"cluster: a Redis Cluster of {args.redis_cluster} masters at {redis_url}", flush=True)
+            cluster = Cluster(args.replicas, host=args.host, port=args.port, redis_url=redis_url, workdir=workdir)
+            started.enter_context(cluster)
             replicas = f"{len(cluster.replicas)} replica{'s' if len(cluster.replicas) > 1 else ''}"
             print(f"cluster: {replicas} behind nginx, workdir {cluster.workdir}")
             for line in cluster.describe():
