@@ -340,36 +340,24 @@ def port_number(text: str) -> int:
     return port
 
 
-def replica_count(text: str) -> int:
-    """An argparse type: at least one replica."""
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError("a cluster needs at least one replica")
+def at_least(minimum: int, too_few: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``; ``too_few`` is the error below it."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(too_few.format(value=value))
+        return value
+
     return count
 
 
-def master_count(text: str) -> int:
-    """``--redis-cluster``: a whole number of masters, at least 3 (what ``redis-cli --cluster create`` needs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of masters, not {text!r}") from None
-    if value < 3:
-        raise argparse.ArgumentTypeError(f"a Redis Cluster needs at least 3 masters, not {value}")
-    return value
-
-
-def replicas_per_master(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"cannot be negative, not {value}")
-    return value
+replica_count = at_least(1, "a cluster needs at least one replica")
+master_count = at_least(3, "a Redis Cluster needs at least 3 masters, not {value}")
+replicas_per_master = at_least(0, "replicas per master cannot be negative, not {value}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from chatserver.auth import mint_token
+from chatserver.http import parsed_body
 from chatserver.http_errors import error_response
 from chatserver.protocol.errors import ChatError
-from chatserver.protocol.models import ErrorDetail
-from chatserver.protocol.vocabulary import ErrorReason
 from chatserver.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -89,16 +88,4 @@ def console_routes(settings: Settings) -> list[BaseRoute]:
 
 
 def _dev_token_request(body: bytes) -> DevTokenRequest:
-    try:
-        return DevTokenRequest.model_validate_json(body)
-    except ValidationError as error:
-        raise ChatError(
-            [
-                ErrorDetail(
-                    reason=ErrorReason.VALIDATION,
-                    field=".".join(str(part) for part in problem["loc"]) or None,
-                    message=problem["msg"],
-                )
-                for problem in error.errors(include_url=False)
-            ]
-        ) from None
+    return parsed_body(DevTokenRequest, body)
