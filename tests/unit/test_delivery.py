@@ -18,13 +18,19 @@ from chatserver.broker.base import RoomFrame
 from chatserver.chat import ChatService
 from chatserver.clan_ledger import MemoryClanLedger
 from chatserver.delivery import Delivery
+from chatserver.events.outbox import EventOutbox
+from chatserver.events.sinks import InProcessEvents
 from chatserver.frames import iso_millis
+from chatserver.moderation.audit import Audit
+from chatserver.moderation.mutes import MemoryMutes
+from chatserver.moderation.reports import MemoryReports
 from chatserver.players import ClaimsDirectory
 from chatserver.protocol import MembershipAction, MembershipChange
 from chatserver.ratelimit import MemoryRateLimiter
 from chatserver.settings import Settings
 from chatserver.store.base import NewMessage, ReactionChange, RoomKey, StoredMessage
 from chatserver.store.memory import MemoryStore
+from chatserver.wordfilter.blocklist import Blocklist
 from tests.broker.doubles import SeqSkippingBroker
 
 ROOM = RoomKey.clan("a")
@@ -78,7 +84,19 @@ async def started(broker: SeqSkippingBroker) -> AsyncIterator[Worker]:
     settings = Settings()
     store = MemoryStore(1000)
     players = ClaimsDirectory(MemoryClanLedger(settings.clan_ledger_seconds))
-    chat = ChatService(settings, store, broker, players, MemoryRateLimiter())
+    events = InProcessEvents()
+    chat = ChatService(
+        settings,
+        store,
+        broker,
+        players,
+        MemoryRateLimiter(),
+        Blocklist(settings.blocklist_file, settings.blocklist_action),
+        MemoryMutes(),
+        MemoryReports(),
+        Audit(events),
+        EventOutbox(store, events, settings.events_repair_seconds),
+    )
     running = Worker(broker, store, Delivery(broker, chat))
 
     async def on_membership(change: MembershipChange) -> None:
