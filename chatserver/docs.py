@@ -36,7 +36,6 @@ _PAGE = """<!DOCTYPE html>
 """
 
 
-
 def swagger_ui_5_directory() -> Path:
     """Swagger UI 5's assets in ``swagger_ui_bundle``, found by name.
 
@@ -59,7 +58,6 @@ async def swagger_page(request: Request) -> HTMLResponse:
     assets = request.url_for("swagger-assets", path="").path.rstrip("/")
     spec = request.url_for("openapi").path
     return HTMLResponse(_PAGE.format(assets=assets, spec=spec))
-
 
 
 def index_endpoint(settings: Settings) -> Callable[[Request], Awaitable[JSONResponse]]:

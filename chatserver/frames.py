@@ -52,4 +52,3 @@ def deleted_view(message: StoredMessage) -> DeletedMessage:
         updatedAt=iso_millis(message.updated_at),
         deletedAt=iso_millis(message.deleted_at),
     )
-

@@ -157,10 +157,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_clock()
         HEADS_REFUSED.labels(str(status)).inc()
         self.logger.debug("request head refused with %d: %s", status, message, extra={"client": self.client})
-        body = HttpErrorBody(
-            errors=[ErrorDetail(reason=_REASON_BY_STATUS.get(status, ErrorReason.VALIDATION), message=message)],
-            statusCode=status,
-        ).model_dump_json().encode()
+        body = (
+            HttpErrorBody(
+                errors=[ErrorDetail(reason=_REASON_BY_STATUS.get(status, ErrorReason.VALIDATION), message=message)],
+                statusCode=status,
+            )
+            .model_dump_json()
+            .encode()
+        )
         head = [STATUS_LINE[status]]
         head.extend(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers)
         head.append(b"content-type: application/json\r\n")

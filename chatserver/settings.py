@@ -217,8 +217,7 @@ class Settings:
         Variable(
             "CHAT_RESPONSE_TYPES",
             comma_list,
-            "allow-list of quick responses (`responseType`), matched case-insensitively, stored in the list's "
-            "spelling",
+            "allow-list of quick responses (`responseType`), matched case-insensitively, stored in the list's spelling",
             shown_default="none (any label up to 64 characters); the client's 18 `ResponseType` names with "
             "`CHAT_DIALECT=game`",
             default_from=lambda values: RESPONSE_TYPES if values["dialect"] is Dialect.GAME else (),

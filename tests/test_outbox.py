@@ -63,9 +63,7 @@ async def test_an_event_a_hook_refused_is_offered_again_by_the_repair_with_the_s
     stored = await store.add(new_message("hi"), event)
     async with outbox.sending(stored, event.id):
         pass
-    assert hook.seen == [] and [p.draft.id for p in (await store.page(GLOBAL, 10, 0)).messages[0].pending] == [
-        event.id
-    ]
+    assert hook.seen == [] and [p.draft.id for p in (await store.page(GLOBAL, 10, 0)).messages[0].pending] == [event.id]
 
     await past_the_stamps()
     assert await outbox.repair() == 0, "still failing: still waiting"

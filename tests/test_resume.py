@@ -135,9 +135,7 @@ async def test_a_resume_during_a_steady_stream_loses_and_repeats_nothing(
     assert [m["content"] for m in received] == [f"s{n}" for n in range(total)]
 
 
-@pytest.mark.parametrize(
-    "since", ["yesterday", "2025-13-45T00:00:00Z", "1732550400", "9999-12-31T23:59:59-00:01"]
-)
+@pytest.mark.parametrize("since", ["yesterday", "2025-13-45T00:00:00Z", "1732550400", "9999-12-31T23:59:59-00:01"])
 async def test_an_unreadable_since_is_refused_with_400(
     server: ServerProcess, new_id: Callable[[], str], since: str
 ) -> None:

@@ -190,7 +190,7 @@ class ManagedProcess:
         if self.popen is not None and self.popen.returncode is None:
             self._reap()  # an earlier run that ended on its own
         stdin = subprocess.PIPE if self.piped else subprocess.DEVNULL
-        with (self.log_path.open("ab") if self.log_path else open(os.devnull, "wb")) as log:
+        with self.log_path.open("ab") if self.log_path else open(os.devnull, "wb") as log:
             self.popen = subprocess.Popen(
                 self.argv,
                 env=None if self.env is None else dict(self.env),
