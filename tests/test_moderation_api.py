@@ -16,8 +16,9 @@ import httpx
 import pytest
 import redis
 
-from tests.harness import ROOT, TEST_SECRET, Client, ServerProcess, suite_env, token
+from tests.harness import ROOT, TEST_SECRET, Client, ServerProcess, token
 from tests.test_http_docs import validate_openapi
+from tests.test_replicas_shared_store import shared_store_env
 from tests.test_resume import RECOVERED, frames_until_ready, resume
 from tools.cluster import Cluster
 
@@ -27,12 +28,7 @@ LOG_TIMEOUT = 5.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, mongo_standin_url: str) -> Iterator[Cluster]:
-    env = suite_env(
-        CHAT_INTERNAL_TOKEN=SERVICE_TOKEN,
-        MONGODB_URL=mongo_standin_url,
-        MONGODB_DB=f"chat_test_{secrets.token_hex(4)}",
-        CHAT_PLAYERS_FROM_DB="false",
-    )
+    env = shared_store_env(mongo_standin_url, CHAT_INTERNAL_TOKEN=SERVICE_TOKEN)
     with Cluster(3, workdir=tmp_path_factory.mktemp("moderation"), env=env) as running:
         yield running
 

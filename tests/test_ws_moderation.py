@@ -4,7 +4,6 @@ reach the moderators without a broadcast."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +13,8 @@ import redis
 
 from tests.conftest import ServerFactory
 from tests.game_client import GameClient, check_history
-from tests.harness import Client, suite_env, token
+from tests.harness import Client, token
+from tests.test_replicas_shared_store import shared_store_env
 from tests.test_resume import RECOVERED, frames_until_ready, resume
 from tools.cluster import Cluster
 
@@ -24,12 +24,7 @@ GAME = "altzone-chat.game"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, mongo_standin_url: str) -> Iterator[Cluster]:
-    env = suite_env(
-        CHAT_INTERNAL_TOKEN=SERVICE_TOKEN,
-        MONGODB_URL=mongo_standin_url,
-        MONGODB_DB=f"chat_test_{secrets.token_hex(4)}",
-        CHAT_PLAYERS_FROM_DB="false",
-    )
+    env = shared_store_env(mongo_standin_url, CHAT_INTERNAL_TOKEN=SERVICE_TOKEN)
     with Cluster(3, workdir=tmp_path_factory.mktemp("ws-moderation"), env=env) as running:
         yield running
 
