@@ -18,8 +18,6 @@ LIMITED_IN_A_ROW_BEFORE_CLOSE = 20
 LOG_EVERY_NTH_REFUSAL = 100
 """A socket's first refusal is logged at INFO, then one in this many: a flood cannot flood the log too."""
 
-UNEXPECTED = ChatError.of(ErrorReason.UNEXPECTED, None, "Internal server error")
-
 
 class Receiver:
     """Carries out one socket's frames in order: each ends in a broadcast or in exactly one refusal."""
@@ -94,6 +92,7 @@ class Receiver:
 
 
 def _unexpected(ref: str | None) -> ChatError:
+    """UNEXPECTED: the one answer to a failure of ours, echoing the frame's ``ref`` when known."""
     unexpected = ChatError.of(ErrorReason.UNEXPECTED, None, "Internal server error")
     unexpected.ref = ref
     return unexpected
@@ -105,4 +104,4 @@ def _error_text(connection: Connection, error: ChatError) -> str | None:
         return connection.frames.error(error)
     except Exception:
         log.exception("an error frame could not be encoded")
-        return connection.frames.error(UNEXPECTED)
+        return connection.frames.error(_unexpected(None))
