@@ -7,20 +7,19 @@ from collections.abc import Sequence
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from chatserver import http
 from chatserver.console import console_routes
 from chatserver.docs import index_endpoint, swagger_assets, swagger_page
+from chatserver.entry import Entry
 from chatserver.events.sinks import EventHook
 from chatserver.lifespan import Lifespan
 from chatserver.moderation import api as moderation
 from chatserver.openapi import build_openapi
 from chatserver.services import Services
 from chatserver.settings import Settings
-from chatserver.transport import TransportAccess
-from chatserver.ws import chat_socket
 
 
 def create_app(settings: Settings, on_event: Sequence[EventHook] = ()) -> ASGIApp:
@@ -36,7 +35,6 @@ def create_app(settings: Settings, on_event: Sequence[EventHook] = ()) -> ASGIAp
 
     routes: list[BaseRoute] = [
         Route("/", index_endpoint(settings), methods=["GET"]),
-        WebSocketRoute("/ws/chat", chat_socket),
         Route("/chat/history", http.history, methods=["GET"]),
         Route("/healthz", http.healthz, methods=["GET"]),
         Route("/readyz", http.readyz, methods=["GET"]),
@@ -57,7 +55,7 @@ def create_app(settings: Settings, on_event: Sequence[EventHook] = ()) -> ASGIAp
 
     app = Starlette(routes=routes)
     app.state.services = services
-    return Lifespan(TransportAccess(app), services)
+    return Entry(Lifespan(app, services), services, settings.root_path)  # Entry serves /ws/chat itself
 
 
 def services_of(app: ASGIApp) -> Services:

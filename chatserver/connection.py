@@ -1,8 +1,10 @@
 """One accepted socket: who is on it, its dialect, which rooms it is in, and its bounded outbound queue.
 
-Fan-out only appends to the queue; the socket's own writer task does the (possibly slow) send, so one
-client that stops reading never delays anyone else. ``finish`` sends what is queued, then closes;
-``cut`` drops the queue and closes at once (a wiki socket whose queue filled up: 1008 "slow consumer").
+Fan-out never waits: frames go straight to an idle socket's transport at the end of the event-loop
+iteration, and wait in the socket's bounded backlog (drained by a writer task) only while the peer
+reads slower than it is sent to, so one client that stops reading never delays anyone else.
+``finish`` sends what waits, then closes; ``cut`` drops it and closes at once (a wiki socket whose
+backlog filled up: 1008 "slow consumer").
 A game socket's client never reconnects, so a full queue drops its oldest frames instead.
 """
 
@@ -12,17 +14,17 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections import deque
 from collections.abc import Callable
 from enum import Enum
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from chatserver import metrics
+from chatserver.flush import FLUSHER
 from chatserver.players import Player
 from chatserver.protocol.outbound import RENDERERS, Renderer
 from chatserver.protocol.vocabulary import CloseCode, Dialect
-from chatserver.transport import direct_writer_of, send_of
+from chatserver.transport import raw_socket_of, send_of, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,39 @@ _ids = itertools.count(1)
 
 class ConnectionState(Enum):
     OPEN = "open"
-    CLOSING = "closing"
+    CLOSING = "closing"  # the close frame is on its way; nothing more is sent
+    CLOSED = "closed"  # the socket is gone
 
 
 class Connection:
-    """A socket of one player, member of one or more rooms of this worker's hub."""
+    """A socket of one player, member of one or more rooms of this worker's hub.
+
+    An idle socket holds no task: frames are gathered during an event-loop iteration and written
+    at its end (``flush.FLUSHER``), straight to the transport. Only while the transport is full (or
+    the server offers no ``RawSocket``) do frames wait in the backlog, drained by a writer task that
+    ends once the backlog is empty.
+    """
+
+    __slots__ = (
+        "id",
+        "websocket",
+        "player",
+        "dialect",
+        "frames",
+        "rooms",
+        "state",
+        "close_code",
+        "_abort",
+        "_send",
+        "_raw",
+        "_backlog",
+        "_gathered",
+        "_limit",
+        "_close_reason",
+        "_writer",
+        "_held",
+        "_started",
+    )
 
     def __init__(
         self,
@@ -51,36 +81,44 @@ class Connection:
         self.player = player
         self.dialect = dialect
         self.frames: Renderer = RENDERERS[dialect]
-        self.rooms: set[str] = set()
+        self.rooms: list[str] = []  # the global room and at most one clan's: a list is the smaller
         self.state = ConnectionState.OPEN
         self.close_code: int | None = None
         self._abort = abort
         self._send = send_of(websocket.scope) or websocket.send
-        self._write_now = direct_writer_of(websocket.scope)
-        self._outbox: deque[str | None] = deque()  # ``None`` last: send the close frame
+        self._raw = raw_socket_of(websocket.scope)
+        # Frames for the writer: bytes with a RawSocket, else texts; ``None`` last: send the close frame.
+        self._backlog: list[str | bytes | None] = []
+        self._gathered: list[bytes] | None = None  # this iteration's frames, written at its end
         self._limit = queue_frames
-        self._wakeup: asyncio.Future[None] | None = None  # set while the writer waits on an empty outbox
         self._close_reason = ""
         self._writer: asyncio.Task[None] | None = None
         self._held: list[str] | None = None
+        self._started = False
 
     def start(self) -> None:
-        """Start the writer task; frames pushed before this wait in the queue."""
-        self._writer = asyncio.create_task(self._write_forever(), name=f"writer-{self.id}")
+        """Let frames leave; frames pushed before this wait in the backlog."""
+        self._started = True
+        if self._backlog:
+            self._run_writer()
 
     async def stop(self) -> None:
-        """Stop the writer once the socket is gone (the receive loop ended)."""
-        if self._writer is not None:
-            self._writer.cancel()
+        """The socket is gone (the receive loop ended): drop what waits and stop the writer."""
+        self.state = ConnectionState.CLOSED
+        self._gathered = None
+        self._backlog.clear()
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):  # it ended on its own or was cancelled
-                await self._writer
+                await writer
 
     def hold(self) -> None:
         """Keep pushed frames aside until ``release``: the socket is joining its rooms (and resuming)."""
         self._held = []
 
     def release(self, first: list[str], skip: Callable[[str], bool] | None = None) -> None:
-        """Queue ``first`` (``ready``, after any replay), then the held frames that ``skip`` does not reject.
+        """Send ``first`` (``ready``, after any replay), then the held frames that ``skip`` does not reject.
 
         ``first`` is what the server chose to send (a replay is bounded by ``CHAT_RESUME_LIMIT`` a room), so
         the socket's bound grows by its size: a resuming client is not cut for the replay it asked for, and
@@ -89,15 +127,15 @@ class Connection:
         held, self._held = self._held or [], None
         if self.state is not ConnectionState.OPEN:
             return
-        self._outbox.extend(first)
         self._limit += len(first)
-        self._wake()
+        for text in first:
+            self.push(text)
         for text in held:
             if skip is None or not skip(text):
                 self.push(text)
 
     def tell(self, kind: str, text: str | None) -> None:
-        """Queue a frame that is not a broadcast (``ready``, an error, a membership change) if the dialect has one.
+        """Send a frame that is not a broadcast (``ready``, an error, a membership change) if the dialect has one.
 
         ``kind`` labels the frames a game socket is not sent, so operators see what its players miss.
         """
@@ -107,10 +145,10 @@ class Connection:
         self.push(text)
 
     def push(self, text: str, frame: bytes | None = None) -> None:
-        """Queue a frame without waiting; a full queue means the client is too slow (``_overflow``).
+        """Send a frame without waiting; ``frame``, if given, is ``text`` already serialised (``text_frame``).
 
-        With ``frame`` (``text`` already serialised by ``transport.text_frame``) and the writer idle on
-        an empty queue, the bytes go straight to the socket: no task wake-up, no send layers.
+        A socket with nothing waiting gathers it for the end of this iteration; otherwise it joins the
+        backlog, and a full backlog means the client is too slow (``_overflow``).
         """
         if self.state is not ConnectionState.OPEN:
             return
@@ -119,14 +157,48 @@ class Connection:
             if len(self._held) > self._limit:
                 self._overflow(self._held)
             return
-        if frame is not None and self._wakeup is not None and self._write_now is not None and self._write_now(frame):
+        if self._raw is None:
+            self._enqueue(text)
             return
-        if len(self._outbox) >= self._limit and not self._overflow(self._outbox):
+        if frame is None:
+            frame = text_frame(text)
+        if self._backlog or self._writer is not None or not self._started:
+            self._enqueue(frame)
             return
-        self._outbox.append(text)
-        self._wake()
+        gathered = self._gathered
+        if gathered is None:
+            self._gathered = [frame]
+            FLUSHER.add(self)
+        elif len(gathered) < self._limit:
+            gathered.append(frame)
+        else:  # a flood within one iteration: the backlog's bound decides
+            self._spill()
+            self._enqueue(frame)
 
-    def _overflow(self, queue: deque[str | None] | list[str]) -> bool:
+    def flush(self) -> None:
+        """Write this iteration's frames in one go; a full transport sends them to the backlog instead."""
+        gathered, self._gathered = self._gathered, None
+        if gathered is None or self._raw is None:
+            return
+        if self._raw.write(gathered[0] if len(gathered) == 1 else b"".join(gathered)):
+            return
+        if self._raw.open:  # not writable now: the writer waits for the peer to read
+            for frame in gathered:
+                self._enqueue(frame)
+        # else the peer is gone or uvicorn is closing the socket: the receive loop ends it
+
+    def _spill(self) -> None:
+        gathered, self._gathered = self._gathered, None
+        if gathered:
+            self._backlog.extend(gathered)
+
+    def _enqueue(self, frame: str | bytes) -> None:
+        if len(self._backlog) >= self._limit and not self._overflow(self._backlog):
+            return
+        self._backlog.append(frame)
+        self._run_writer()
+
+    def _overflow(self, queue: list[str | bytes | None] | list[str]) -> bool:
         """A full queue: a game socket drops its oldest frame (True: there is room now); a wiki socket is cut.
 
         The game client never reconnects, so a cut would cost its player live chat until the app
@@ -134,10 +206,7 @@ class Connection:
         reconnects with ``since`` and gets everything it missed, so it is cut as before.
         """
         if self.dialect is Dialect.GAME and queue and queue[0] is not None:
-            if isinstance(queue, list):
-                del queue[0]
-            else:
-                queue.popleft()
+            del queue[0]
             metrics.FRAMES_DROPPED.inc()
             return True
         log.warning("cutting slow consumer", extra={"player_id": self.player.id, "connection": self.id})
@@ -146,27 +215,29 @@ class Connection:
         return False
 
     def finish(self, close: CloseCode) -> None:
-        """Close after every frame queued so far is sent (drain, token expiry)."""
+        """Close after every frame sent so far has left (drain, token expiry)."""
         if self.state is not ConnectionState.OPEN:
             return
         self._begin_closing(close)
-        if len(self._outbox) >= self._limit:
+        self._spill()
+        if len(self._backlog) >= self._limit:
             self.cut(close)
             return
-        self._outbox.append(None)
-        self._wake()
+        self._backlog.append(None)
+        self._run_writer()
 
     def cut(self, close: CloseCode) -> None:
-        """Close now, dropping what is queued, and abort the TCP connection ``CLOSE_FRAME_SECONDS`` later.
+        """Close now, dropping what waits, and abort the TCP connection ``CLOSE_FRAME_SECONDS`` later.
 
         The peer is too slow or gone: the close frame may sit behind bytes it never reads (the writer
-        may even be stuck in a send), so the abort does not wait for the closing handshake.
+        may even be stuck waiting for the transport), so the abort does not wait for the closing handshake.
         """
         self._begin_closing(close)
         self._held = None
-        self._outbox.clear()
-        self._outbox.append(None)
-        self._wake()
+        self._gathered = None
+        self._backlog.clear()
+        self._backlog.append(None)
+        self._run_writer()
         asyncio.get_running_loop().call_later(CLOSE_FRAME_SECONDS, self._abort_transport)
 
     def _begin_closing(self, close: CloseCode) -> None:
@@ -174,30 +245,41 @@ class Connection:
             self.state = ConnectionState.CLOSING
             self.close_code, self._close_reason = close.code, close.reason
 
-    def _wake(self) -> None:
-        """Resume the writer if it is waiting for frames; it then sends everything queued before waiting again."""
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+    def _run_writer(self) -> None:
+        if self._writer is None and self._started and self.state is not ConnectionState.CLOSED:
+            self._writer = asyncio.create_task(self._drain(), name=f"writer-{self.id}")
 
-    async def _write_forever(self) -> None:
-        outbox, send = self._outbox, self._send
-        while True:
-            if not outbox:
-                self._wakeup = asyncio.get_running_loop().create_future()
-                await self._wakeup
-                continue
-            text = outbox.popleft()
-            if text is None:
-                break
-            try:
-                await send({"type": "websocket.send", "text": text})
-            except (OSError, RuntimeError, WebSocketDisconnect):
-                # The peer is gone (uvicorn raises ClientDisconnected, an OSError) or uvicorn already sent a
-                # close (keep-alive timeout, protocol error: RuntimeError): the receive loop ends the socket.
-                return
+    async def _drain(self) -> None:
+        """Send the backlog, waiting on the peer as needed; end once it is empty or the close frame is sent."""
+        backlog = self._backlog
+        try:
+            while backlog:
+                item = backlog[0]
+                if item is None:
+                    backlog.clear()
+                    await self._close()
+                    return
+                if isinstance(item, str):
+                    del backlog[0]
+                    await self._send({"type": "websocket.send", "text": item})
+                    continue
+                assert self._raw is not None
+                frames = [frame for frame in backlog if isinstance(frame, bytes)]  # all but a closing ``None``
+                if self._raw.write(b"".join(frames)):
+                    del backlog[: len(frames)]
+                elif self._raw.open:
+                    await self._raw.writable()
+                else:
+                    backlog.clear()  # the peer is gone or uvicorn closed it: the receive loop ends the socket
+                    return
+        except (OSError, RuntimeError, WebSocketDisconnect):
+            # The peer is gone (uvicorn raises ClientDisconnected, an OSError) or uvicorn already sent a
+            # close (keep-alive timeout, protocol error: RuntimeError): the receive loop ends the socket.
+            backlog.clear()
+        finally:
+            self._writer = None
+
+    async def _close(self) -> None:
         assert self.close_code is not None
         with contextlib.suppress(Exception):  # the peer may already be gone; the receive loop sees that
             await self.websocket.close(self.close_code, self._close_reason)

@@ -30,7 +30,7 @@ class Hub:
         self._subscriptions = subscriptions
         self._max_sockets_per_player = max_sockets_per_player
         self._rooms: dict[str, Members] = {}
-        self._by_player: dict[str, set[Connection]] = {}
+        self._by_player: dict[str, list[Connection]] = {}  # lists: most players have one socket here
         self._count = 0
 
     @property
@@ -47,8 +47,8 @@ class Hub:
         A player over ``max_sockets_per_player`` on this worker loses the oldest socket (1008): the
         device just opened is the one in the player's hand.
         """
-        mine = self._by_player.setdefault(connection.player.id, set())
-        mine.add(connection)
+        mine = self._by_player.setdefault(connection.player.id, [])
+        mine.append(connection)
         self._count += 1
         metrics.OPEN_SOCKETS.inc()
         open_ones = sorted((c for c in mine if c.state is ConnectionState.OPEN), key=lambda c: c.id)
@@ -67,7 +67,8 @@ class Hub:
         metrics.OPEN_SOCKETS.dec()
         mine = self._by_player.get(connection.player.id)
         if mine is not None:
-            mine.discard(connection)
+            if connection in mine:
+                mine.remove(connection)
             if not mine:
                 del self._by_player[connection.player.id]
 
@@ -133,10 +134,12 @@ class Hub:
             metrics.ROOMS.inc()
             await self._subscriptions.subscribe(room)
         members.setdefault(connection.dialect, set()).add(connection)
-        connection.rooms.add(room)
+        if room not in connection.rooms:
+            connection.rooms.append(room)
 
     async def _leave(self, connection: Connection, room: str) -> None:
-        connection.rooms.discard(room)
+        if room in connection.rooms:
+            connection.rooms.remove(room)
         members = self._rooms.get(room)
         if members is None:
             return

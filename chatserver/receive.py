@@ -22,6 +22,8 @@ LOG_EVERY_NTH_REFUSAL = 100
 class Receiver:
     """Carries out one socket's frames in order: each ends in a broadcast or in exactly one refusal."""
 
+    __slots__ = ("_connection", "_services", "_limited_in_a_row", "_refusals")
+
     def __init__(self, connection: Connection, services: Services) -> None:
         self._connection = connection
         self._services = services

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chatserver.broker.base import Broker
 from chatserver.broker.memory import MemoryBroker
@@ -20,6 +20,7 @@ from chatserver.connection import CLOSE_FRAME_SECONDS
 from chatserver.delivery import Delivery
 from chatserver.events.outbox import EventOutbox
 from chatserver.events.sinks import EventHook, EventSink, InProcessEvents
+from chatserver.expiry import TokenExpiries
 from chatserver.hub import Hub
 from chatserver.membership import Membership
 from chatserver.moderation.audit import Audit
@@ -62,6 +63,7 @@ class Services:
     reports: ReportLog
     moderation: ModerationService
     outbox: EventOutbox
+    expiries: TokenExpiries = field(default_factory=TokenExpiries)
     draining: bool = False
 
     @classmethod

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
@@ -20,17 +20,16 @@ TRANSPORT_KEY = "chatserver.transport"
 SEND_KEY = "chatserver.send"
 
 
-class TransportAccess:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def capture(scope: Scope, send: Send) -> None:
+    """Keep the server's transport and its own ``send`` in a WebSocket's scope, if the server lets us find them.
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            transport: Any = getattr(getattr(send, "__self__", None), "transport", None)
-            if transport is not None and hasattr(transport, "abort"):
-                scope[TRANSPORT_KEY] = transport
-                scope[SEND_KEY] = send
-        await self.app(scope, receive, send)
+    Call it with the server's ``send``, before any middleware wraps it: it is a method of the
+    connection's protocol object, which holds the asyncio transport.
+    """
+    transport: Any = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is not None and hasattr(transport, "abort"):
+        scope[TRANSPORT_KEY] = transport
+        scope[SEND_KEY] = send
 
 
 def abort_of(scope: Scope) -> Callable[[], None] | None:
@@ -58,30 +57,61 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
-def direct_writer_of(scope: Scope) -> Callable[[bytes], bool] | None:
-    """A function that writes a ``text_frame`` to the socket now, if nothing can be out of order or refused.
+class RawSocket:
+    """Writes ``text_frame`` bytes straight to an open socket's transport, beside uvicorn's own writes.
 
     It writes only while the WebSocket is open and uvicorn's own ``send`` would not wait (the
-    transport is below its high-water mark), and says whether it did; the caller makes sure nothing
-    of its own is queued or half sent. uvicorn writes its pings, pongs and close frames to the same
-    transport synchronously, so whole frames never interleave. None when the server is not uvicorn's
-    ``websockets-sansio`` or the peer negotiated an extension (compression): then every frame goes
-    through ``send``.
+    transport is below its high-water mark); the connection makes sure nothing of its own is queued
+    or half sent. uvicorn writes its pings, pongs and close frames to the same transport
+    synchronously, so whole frames never interleave.
     """
+
+    __slots__ = ("_conn", "_writable", "_transport")
+
+    def __init__(self, conn: ServerProtocol, writable: asyncio.Event, transport: asyncio.Transport) -> None:
+        self._conn = conn
+        self._writable = writable
+        self._transport = transport
+
+    @property
+    def open(self) -> bool:
+        return self._conn.state is State.OPEN and not self._transport.is_closing()
+
+    def write(self, data: bytes) -> bool:
+        """Write ``data`` (whole frames) now if the socket takes it without waiting; say whether it did."""
+        if self._conn.state is not State.OPEN or not self._writable.is_set() or self._transport.is_closing():
+            return False
+        self._transport.write(data)
+        return True
+
+    async def writable(self) -> None:
+        """Wait until the transport is below its high-water mark again (the peer read what it had)."""
+        await self._writable.wait()
+
+
+def raw_socket_of(scope: Scope) -> RawSocket | None:
+    """The socket's ``RawSocket``, or None when the server is not uvicorn's ``websockets-sansio`` or the
+    peer negotiated an extension (compression): then every frame goes through ``send``."""
     protocol: Any = getattr(scope.get(SEND_KEY), "__self__", None)
     conn = getattr(protocol, "conn", None)
     writable = getattr(protocol, "writable", None)
     if not isinstance(conn, ServerProtocol) or not isinstance(writable, asyncio.Event) or conn.extensions:
         return None
-    transport = scope[TRANSPORT_KEY]
+    return RawSocket(conn, writable, scope[TRANSPORT_KEY])
 
-    def write_now(frame: bytes) -> bool:
-        if conn.state is not State.OPEN or not writable.is_set() or transport.is_closing():
-            return False
-        transport.write(frame)
-        return True
 
-    return write_now
+def forget_handshake(scope: Scope) -> None:
+    """Drop what only the handshake needed: the scope's request headers, and the request and response
+    that uvicorn's ``websockets-sansio`` protocol keeps.
+
+    Both are kept (with their headers, 3-4 KiB) for the socket's whole life but read only until the
+    accept is sent, so an idle socket need not carry them (bench/README.md, "connections"). The
+    endpoint reads every header it needs before accepting.
+    """
+    scope["headers"] = []
+    protocol: Any = getattr(scope.get(SEND_KEY), "__self__", None)
+    if isinstance(getattr(protocol, "conn", None), ServerProtocol) and protocol.handshake_complete:
+        protocol.request = protocol.response = None
 
 
 def limit_send_buffer(scope: Scope, size: int | None) -> None:

@@ -19,7 +19,7 @@ from chatserver.settings import Settings
 from chatserver.store.base import StoreUnavailable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Player:
     """A connected player's profile as the chat needs it; ``clan_id`` is ``None`` for the clanless."""
 
