@@ -98,6 +98,9 @@ class EventOutbox:
         """Take appended events out of their outboxes; if that fails the sweep appends them again (same ids)."""
         grouped = list(_by_message(due).items())
         try:
+            if len(grouped) == 1:  # a change just sent: no task for it, so a worker that is not waiting goes on
+                await self._store.events_sent(*grouped[0])
+                return
             for start in range(0, len(grouped), CLEARS_AT_ONCE):
                 chunk = grouped[start : start + CLEARS_AT_ONCE]
                 await asyncio.gather(*(self._store.events_sent(message_id, ids) for message_id, ids in chunk))
