@@ -36,6 +36,13 @@ FRAMES_WITHHELD = Counter(
 FRAMES_DROPPED = Counter(
     "chat_frames_dropped_total", "Oldest queued frames dropped for game sockets that read too slowly", registry=REGISTRY
 )
+GC_PAUSES = Histogram(
+    "chat_gc_pause_seconds",
+    "Garbage-collector passes on this worker (everything else waits for them), by generation",
+    ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+    registry=REGISTRY,
+)
 SLOW_CONSUMERS = Counter("chat_slow_consumer_disconnects_total", "Sockets cut for not reading", registry=REGISTRY)
 RATE_LIMITED = Counter(
     "chat_rate_limited_total", "Requests refused by a rate limit, by kind", ["kind"], registry=REGISTRY

@@ -16,6 +16,7 @@ import sys
 
 import uvicorn
 
+from chatserver import collector
 from chatserver.app import services_of
 from chatserver.logs import logging_config
 from chatserver.request_head import BoundedHttpToolsProtocol, HeadLimits, PendingHeads
@@ -50,6 +51,12 @@ class ChatServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, drain_seconds: float) -> None:
         super().__init__(config)
         self._drain_seconds = drain_seconds
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        collector.time_passes()
+        await super().startup(sockets)
+        if self.started:
+            collector.freeze_startup()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.started and self.config.loaded_app is not None:

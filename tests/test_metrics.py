@@ -55,6 +55,7 @@ async def test_metrics_count_sockets_rooms_frames_errors_limits_and_latencies(
     assert samples[("chat_broker_publish_seconds_count", ())] == 2
     assert samples[("chat_broadcast_seconds_count", ())] == 2
     assert samples[("chat_slow_consumer_disconnects_total", ())] == 0
+    assert samples[("chat_gc_pause_seconds_count", (("generation", "0"),))] > 0  # the collector is timed
 
     await reader.close()
     await sender.close()
