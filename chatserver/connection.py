@@ -66,6 +66,7 @@ class Connection:
         "_writer",
         "_held",
         "_started",
+        "_direct",
     )
 
     def __init__(
@@ -95,16 +96,19 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._held: list[str] | None = None
         self._started = False
+        self._direct = False  # frames may go straight to the transport: see ``_refresh``
 
     def start(self) -> None:
         """Let frames leave; frames pushed before this wait in the backlog."""
         self._started = True
         if self._backlog:
             self._run_writer()
+        self._refresh()
 
     async def stop(self) -> None:
         """The socket is gone (the receive loop ended): drop what waits and stop the writer."""
         self.state = ConnectionState.CLOSED
+        self._direct = False
         self._gathered = None
         self._backlog.clear()
         writer = self._writer
@@ -116,6 +120,7 @@ class Connection:
     def hold(self) -> None:
         """Keep pushed frames aside until ``release``: the socket is joining its rooms (and resuming)."""
         self._held = []
+        self._direct = False
 
     def release(self, first: list[str], skip: Callable[[str], bool] | None = None) -> None:
         """Send ``first`` (``ready``, after any replay), then the held frames that ``skip`` does not reject.
@@ -127,6 +132,7 @@ class Connection:
         held, self._held = self._held or [], None
         if self.state is not ConnectionState.OPEN:
             return
+        self._refresh()
         self._limit += len(first)
         for text in first:
             self.push(text)
@@ -150,6 +156,16 @@ class Connection:
         A socket with nothing waiting gathers it for the end of this iteration; otherwise it joins the
         backlog, and a full backlog means the client is too slow (``_overflow``).
         """
+        if self._direct:  # the common case, once per socket per broadcast: as few steps as can be
+            gathered = self._gathered
+            if gathered is None:
+                self._gathered = [frame if frame is not None else text_frame(text)]
+                FLUSHER.add(self)
+                return
+            if len(gathered) < self._limit:
+                gathered.append(frame if frame is not None else text_frame(text))
+                return
+            self._spill()  # a flood within one iteration: the backlog's bound decides
         if self.state is not ConnectionState.OPEN:
             return
         if self._held is not None:
@@ -159,33 +175,31 @@ class Connection:
             return
         if self._raw is None:
             self._enqueue(text)
-            return
-        if frame is None:
-            frame = text_frame(text)
-        if self._backlog or self._writer is not None or not self._started:
-            self._enqueue(frame)
-            return
-        gathered = self._gathered
-        if gathered is None:
-            self._gathered = [frame]
-            FLUSHER.add(self)
-        elif len(gathered) < self._limit:
-            gathered.append(frame)
-        else:  # a flood within one iteration: the backlog's bound decides
-            self._spill()
-            self._enqueue(frame)
+        else:
+            self._enqueue(frame if frame is not None else text_frame(text))
 
     def flush(self) -> None:
         """Write this iteration's frames in one go; a full transport sends them to the backlog instead."""
         gathered, self._gathered = self._gathered, None
         if gathered is None or self._raw is None:
-            return
+            return  # closed or sent to the backlog since they were gathered
         if self._raw.write(gathered[0] if len(gathered) == 1 else b"".join(gathered)):
             return
         if self._raw.open:  # not writable now: the writer waits for the peer to read
             for frame in gathered:
                 self._enqueue(frame)
         # else the peer is gone or uvicorn is closing the socket: the receive loop ends it
+
+    def _refresh(self) -> None:
+        """Frames go straight out (gathered, then written at the iteration's end) only while nothing waits."""
+        self._direct = (
+            self.state is ConnectionState.OPEN
+            and self._held is None
+            and self._raw is not None
+            and self._started
+            and not self._backlog
+            and self._writer is None
+        )
 
     def _spill(self) -> None:
         gathered, self._gathered = self._gathered, None
@@ -196,6 +210,7 @@ class Connection:
         if len(self._backlog) >= self._limit and not self._overflow(self._backlog):
             return
         self._backlog.append(frame)
+        self._direct = False
         self._run_writer()
 
     def _overflow(self, queue: list[str | bytes | None] | list[str]) -> bool:
@@ -241,6 +256,7 @@ class Connection:
         asyncio.get_running_loop().call_later(CLOSE_FRAME_SECONDS, self._abort_transport)
 
     def _begin_closing(self, close: CloseCode) -> None:
+        self._direct = False
         if self.state is ConnectionState.OPEN:
             self.state = ConnectionState.CLOSING
             self.close_code, self._close_reason = close.code, close.reason
@@ -278,6 +294,7 @@ class Connection:
             backlog.clear()
         finally:
             self._writer = None
+            self._refresh()
 
     async def _close(self) -> None:
         assert self.close_code is not None

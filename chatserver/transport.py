@@ -16,6 +16,7 @@ from starlette.types import Scope, Send
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+_OPEN = State.OPEN  # looked up once: ``RawSocket.write`` runs once per socket per broadcast
 TRANSPORT_KEY = "chatserver.transport"
 SEND_KEY = "chatserver.send"
 
@@ -79,9 +80,10 @@ class RawSocket:
 
     def write(self, data: bytes) -> bool:
         """Write ``data`` (whole frames) now if the socket takes it without waiting; say whether it did."""
-        if self._conn.state is not State.OPEN or not self._writable.is_set() or self._transport.is_closing():
+        transport = self._transport
+        if self._conn.state is not _OPEN or not self._writable.is_set() or transport.is_closing():
             return False
-        self._transport.write(data)
+        transport.write(data)
         return True
 
     async def writable(self) -> None:

@@ -162,7 +162,7 @@ class Model:
         return [*others, {"playerName": player_name, "emoji": emoji, "sender_id": player_id}]
 
 
-@dataclass
+@dataclass(repr=False)  # Hypothesis prints the strategies' arguments: a whole transcript would be hundreds of kB
 class Fuzz:
     server: ServerProcess
     sockets: list[Socket]
@@ -172,6 +172,9 @@ class Fuzz:
     refs: itertools.count[int] = field(default_factory=itertools.count)
     transcript: list[str] = field(default_factory=list)
     first_failure: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Fuzz({len(self.sockets)} sockets, {len(self.model.messages)} messages, {len(self.transcript)} frames)"
 
     def members(self, chat: str, clan_id: str | None) -> list[Socket]:
         return [s for s in self.sockets if chat == "global" or (s.clan_id is not None and s.clan_id == clan_id)]

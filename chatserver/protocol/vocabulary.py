@@ -95,7 +95,7 @@ class CloseCode(Enum):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoomKey:
     """A room: the global one, or one clan's. Also names the room's broker channel."""
 

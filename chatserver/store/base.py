@@ -19,14 +19,14 @@ class StoreUnavailable(Exception):
     """The store could not be reached or refused the operation; nothing was changed by this call."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredReaction:
     player_name: str
     emoji: str
     sender_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventDraft:
     """The event of one change, as the use case describes it before the store has stamped the change.
 
@@ -41,7 +41,7 @@ class EventDraft:
     detail: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PendingEvent:
     """An outbox entry: the draft and the stamp of its change (``createdAt``, or the reaction's ``updatedAt``)."""
 
@@ -49,7 +49,7 @@ class PendingEvent:
     at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     """A message as stored; ``sender_name``/``sender_avatar`` are the sender's profile when it was written."""
 
@@ -69,7 +69,7 @@ class StoredMessage:
     pending: tuple[PendingEvent, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MessageTarget:
     """The message an edit or a deletion is for: ``room``/``sender_id`` ``None`` match any (a moderator's)."""
 
@@ -78,7 +78,7 @@ class MessageTarget:
     sender_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """What the chat use case asks the store to keep; the store assigns id and timestamps."""
 
@@ -91,7 +91,7 @@ class NewMessage:
     response_type: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReactionChange:
     """Set (``emoji``) or remove (``emoji is None``) one player's reaction on one message."""
 
@@ -101,7 +101,7 @@ class ReactionChange:
     emoji: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HistorySlice:
     """One page of a room, newest first, and how many messages the room holds in all."""
 
@@ -109,7 +109,7 @@ class HistorySlice:
     total: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChangeSlice:
     """Messages of a room changed (created or reacted to) after a moment, oldest change first.
 
