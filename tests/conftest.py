@@ -70,4 +70,5 @@ async def close_clients() -> AsyncIterator[None]:
     yield
     opened, Client.opened = Client.opened, []
     games, GameClient.opened = GameClient.opened, []
-    await asyncio.gather(*(client.close() for client in [*opened, *games]), return_exceptions=True)
+    clients: list[Client | GameClient] = [*opened, *games]
+    await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)

@@ -143,13 +143,15 @@ class GameClient:
         await self.send(f"{chat}Message", {"content": content, "feeling": feeling})
         frame = await self.recv()
         assert frame["event"] == "newMessage", frame
-        return frame["message"]
+        message: dict[str, Any] = frame["message"]
+        return message
 
     async def react(self, chat: str, message_id: str, mood: str) -> dict[str, Any]:
         await self.send(f"{chat}MessageReaction", {"message_id": message_id, "emoji": mood})
         frame = await self.recv()
         assert frame["event"] == "newReaction", frame
-        return frame["message"]
+        message: dict[str, Any] = frame["message"]
+        return message
 
     async def recv(self, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
         """The next frame the client would use; raises ``ClientWouldThrow`` at a frame it would throw on."""

@@ -213,7 +213,8 @@ class Client:
         await self.send({"event": f"{chat}Message", "data": {"content": content, **data}})
         frame = await self.recv()
         assert frame["event"] == "newMessage", frame
-        return frame["message"]
+        message: dict[str, Any] = frame["message"]
+        return message
 
     async def react(self, chat: str, message_id: str, emoji: str | None) -> Any:
         await self.send({"event": f"{chat}MessageReaction", "data": {"message_id": message_id, "emoji": emoji}})

@@ -470,6 +470,7 @@ class Backend:
         """
         pending = Peekable(documents)
         batch_size = (cursor or {}).get("batchSize")
+        batch: list[dict[str, Any]]
         if batch_size == 0 and not single:
             batch, more = [], pending.has_more()
         else:
@@ -491,7 +492,8 @@ class Backend:
         return {"cursor": {"id": Int64(cursor_id if more else 0), "ns": cursor.ns, "nextBatch": batch}}
 
     def kill_cursors(self, _database: Any, command: dict[str, Any], _connection_id: int) -> dict[str, Any]:
-        killed, missing = [], []
+        killed: list[Any] = []
+        missing: list[Any] = []
         for cursor_id in command.get("cursors", []):
             (killed if self.cursors.pop(int(cursor_id), None) is not None else missing).append(cursor_id)
         return {"cursorsKilled": killed, "cursorsNotFound": missing, "cursorsAlive": [], "cursorsUnknown": []}

@@ -14,8 +14,8 @@ import pytest
 
 from chatserver.settings import markdown_table
 from tests.conftest import ServerFactory
-from tests.harness import ROOT, ServerProcess, free_port, log_entries
-from tests.test_cli import CLI_SECRET, chatserver_command, clean_env, run_cli
+from tests.harness import ROOT, ServerProcess, clean_env, free_port, log_entries
+from tests.test_cli import CLI_SECRET, chatserver_command, run_cli
 from tools.processes import ProcessError
 
 PROCESS_TIMEOUT = 20.0

@@ -67,7 +67,7 @@ def _is_opened(line: str, player_id: str) -> bool:
         entry = json.loads(line)
     except json.JSONDecodeError:
         return False
-    return entry.get("message") == "connection opened" and entry.get("player_id") == player_id
+    return bool(entry.get("message") == "connection opened" and entry.get("player_id") == player_id)
 
 
 async def open_clients(cluster: Cluster, new_id: Callable[[], str]) -> tuple[list[Client], set[int]]:

@@ -27,7 +27,7 @@ import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 
 from chatserver.cli import _parser as cli_parser
-from chatserver.settings import Settings, SettingsError
+from chatserver.settings import Environment, Settings, SettingsError
 from tests.harness import ROOT, ServerProcess
 from tests.test_deploy_dockerfile import app_env_names, app_route_paths, image_serve_port, image_user
 
@@ -354,7 +354,7 @@ def test_default_settings_are_the_apps_own_defaults_in_production() -> None:
     settings = Settings.from_env(env)
     secrets_only = Settings.from_env({name: env[name] for name in SECRET_VARIABLES})
     assert settings.is_production and not settings.uses_dev_secret
-    assert settings == dataclasses.replace(secrets_only, environment="production")
+    assert settings == dataclasses.replace(secrets_only, environment=Environment.PRODUCTION)
 
 
 def test_settings_given_as_values_reach_the_app() -> None:

@@ -285,6 +285,7 @@ def reaction_outcome(fuzz: Fuzz, sender: Socket, chat: str, data: dict[str, Any]
         problems.append(detail("VALIDATION", "emoji", "emoji must be a single emoji", echo(emoji)))
     if problems:
         return error_frame(*problems, ref=ref)
+    assert isinstance(message_id, str)  # every other value is a problem above
     if chat == "clan" and sender.clan_id is None:
         return error_frame(NOT_MEMBER, ref=ref)
     stored = fuzz.model.messages.get(message_id.lower())

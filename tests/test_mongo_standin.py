@@ -28,7 +28,8 @@ import pytest
 from pymongo import AsyncMongoClient, MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
 
-from chatserver.store.base import NewMessage, ReactionChange, RoomKey
+from chatserver.protocol.vocabulary import RoomKey
+from chatserver.store.base import NewMessage, ReactionChange
 from chatserver.store.mongo import MongoStore
 from tests import standin_fixtures
 from tests.harness import Client, ServerProcess, token
@@ -44,13 +45,13 @@ def fresh_name() -> str:
 
 
 @pytest.fixture
-def client(mongo_standin_url: str) -> Iterator[MongoClient]:
-    opened: MongoClient = MongoClient(mongo_standin_url, serverSelectionTimeoutMS=3000)
+def client(mongo_standin_url: str) -> Iterator[MongoClient[dict[str, Any]]]:
+    opened: MongoClient[dict[str, Any]] = MongoClient(mongo_standin_url, serverSelectionTimeoutMS=3000)
     yield opened
     opened.close()
 
 
-def test_the_sync_client_reads_writes_updates_aggregates_and_indexes(client: MongoClient) -> None:
+def test_the_sync_client_reads_writes_updates_aggregates_and_indexes(client: MongoClient[dict[str, Any]]) -> None:
     collection = client[fresh_name()]["things"]
     assert client.admin.command("ping")["ok"] == 1
     collection.insert_many([{"n": n, "group": n % 3} for n in range(10)])
@@ -74,7 +75,7 @@ def test_the_sync_client_reads_writes_updates_aggregates_and_indexes(client: Mon
     assert sorted(collection.distinct("group")) == [0, 1, 2]
 
 
-def test_write_errors_reach_the_driver_as_its_own_exceptions(client: MongoClient) -> None:
+def test_write_errors_reach_the_driver_as_its_own_exceptions(client: MongoClient[dict[str, Any]]) -> None:
     collection = client[fresh_name()]["unique"]
     collection.create_index("key", unique=True)
     collection.insert_one({"key": 1})
@@ -86,7 +87,7 @@ def test_write_errors_reach_the_driver_as_its_own_exceptions(client: MongoClient
     assert unknown.value.code == 59
 
 
-def test_upserts_deletes_and_find_and_modify_report_what_they_did(client: MongoClient) -> None:
+def test_upserts_deletes_and_find_and_modify_report_what_they_did(client: MongoClient[dict[str, Any]]) -> None:
     collection = client[fresh_name()]["things"]
 
     upserted = collection.update_one({"name": "a"}, {"$set": {"v": 1}}, upsert=True)
@@ -104,7 +105,7 @@ def test_upserts_deletes_and_find_and_modify_report_what_they_did(client: MongoC
 
 
 async def test_the_async_client_pages_a_large_result_with_get_more(mongo_standin_url: str) -> None:
-    client: AsyncMongoClient = AsyncMongoClient(mongo_standin_url, serverSelectionTimeoutMS=3000)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_standin_url, serverSelectionTimeoutMS=3000)
     try:
         collection = client[fresh_name()]["many"]
         await collection.insert_many([{"n": n} for n in range(250)])
@@ -117,7 +118,7 @@ async def test_the_async_client_pages_a_large_result_with_get_more(mongo_standin
         await client.close()
 
 
-def test_another_process_sees_the_same_store(client: MongoClient, mongo_standin_url: str) -> None:
+def test_another_process_sees_the_same_store(client: MongoClient[dict[str, Any]], mongo_standin_url: str) -> None:
     database = fresh_name()
     writer = (
         "import sys, pymongo\n"
@@ -213,19 +214,22 @@ def test_the_legacy_handshake_checksums_and_more_to_come_on_the_raw_protocol(mon
 
 def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
     stand_in = standin_fixtures.MongoStandIn(tmp_path).start()
-    with MongoClient(stand_in.url, serverSelectionTimeoutMS=3000) as connected:
+    with MongoClient[dict[str, Any]](stand_in.url, serverSelectionTimeoutMS=3000) as connected:
         connected.admin.command("ping")
 
         assert stand_in.stop() == 0
 
-    with MongoClient(stand_in.url, serverSelectionTimeoutMS=300) as late, pytest.raises(ServerSelectionTimeoutError):
+    with (
+        MongoClient[dict[str, Any]](stand_in.url, serverSelectionTimeoutMS=300) as late,
+        pytest.raises(ServerSelectionTimeoutError),
+    ):
         late.admin.command("ping")
 
 
 def test_a_durable_stand_in_comes_back_on_its_port_with_its_documents_and_indexes(tmp_path: Path) -> None:
     database = fresh_name()
     with standin_fixtures.MongoStandIn(tmp_path, durable=True) as stand_in:
-        with MongoClient(stand_in.url, serverSelectionTimeoutMS=3000) as before:
+        with MongoClient[dict[str, Any]](stand_in.url, serverSelectionTimeoutMS=3000) as before:
             before[database]["things"].create_index("name", unique=True)
             before[database]["things"].insert_many([{"name": "kept", "at": 1}, {"name": "also kept", "at": 2}])
         assert stand_in.stop() == 0
@@ -233,7 +237,7 @@ def test_a_durable_stand_in_comes_back_on_its_port_with_its_documents_and_indexe
         stand_in.start()
 
         assert stand_in.port == port
-        with MongoClient(stand_in.url, serverSelectionTimeoutMS=3000) as after:
+        with MongoClient[dict[str, Any]](stand_in.url, serverSelectionTimeoutMS=3000) as after:
             things = after[database]["things"]
             assert [d["name"] for d in things.find({}, {"_id": 0}).sort("at")] == ["kept", "also kept"]
             with pytest.raises(DuplicateKeyError):

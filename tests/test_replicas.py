@@ -111,7 +111,8 @@ def clans_on_every_shard(cluster: Cluster, topology: str, new_id: Callable[[], s
     """One clan id per master serving room channels (one for a single Redis)."""
     if topology == "one-redis":
         return [new_id()]
-    names, by_master = names_for(topology), {}
+    names = names_for(topology)
+    by_master: dict[str, str] = {}
     with RedisCluster.from_url(cluster.redis_url) as client:
         masters = {node.name for node in client.get_primaries()}
         while len(by_master) < len(masters):

@@ -189,12 +189,12 @@ async def test_with_the_game_database_a_clan_change_there_moves_the_players_sock
     """The game writes the player's new clan, then publishes; every replica re-reads it and moves the sockets."""
     database = f"chat_test_{secrets.token_hex(4)}"
     player, old_clan, new_clan = ObjectId(), ObjectId(), ObjectId()
-    with pymongo.MongoClient(mongo_standin_url) as client:
+    with pymongo.MongoClient[dict[str, Any]](mongo_standin_url) as client:
         client[database]["Player"].insert_one({"_id": player, "name": "Mover", "clan_id": old_clan})
     env = suite_env(MONGODB_URL=mongo_standin_url, MONGODB_DB=database, CHAT_PLAYERS_FROM_DB="true")
     with Cluster(2, workdir=tmp_path / "db", env=env) as db_cluster:
         sockets = [await Client.open(replica.ws_url, token(str(player))) for replica in db_cluster.replicas]
-        with pymongo.MongoClient(mongo_standin_url) as client:
+        with pymongo.MongoClient[dict[str, Any]](mongo_standin_url) as client:
             client[database]["Player"].update_one({"_id": player}, {"$set": {"clan_id": new_clan}})
         with redis.Redis.from_url(db_cluster.redis_url) as admin:
             stale = {"player_id": str(player), "action": "leave", "clan_id": str(new_clan)}

@@ -67,8 +67,9 @@ async def test_a_returning_client_gets_exactly_the_messages_and_reactions_it_mis
     back = await resume(server.ws_url, mine, last_seen, via=via)
     replayed, ready = await frames_until_ready(back)
     assert ready == RECOVERED
-    global_missed = [("newMessage", "global", f"missed {n}", []) for n in range(0, 20, 2)]
-    clan_missed = [("newMessage", "clan", f"missed {n}", []) for n in range(1, 20, 2)]
+    no_emoji: list[str] = []
+    global_missed = [("newMessage", "global", f"missed {n}", no_emoji) for n in range(0, 20, 2)]
+    clan_missed = [("newMessage", "clan", f"missed {n}", no_emoji) for n in range(1, 20, 2)]
     reacted = [("newReaction", "clan", f"old {n}", [e]) for n, e in enumerate(["👍", "🔥", "😀", "🎉", "❤️"])]
     assert [summary(frame) for frame in replayed] == global_missed + clan_missed + reacted, "each room in order"
     assert all(frame["message"]["updatedAt"] > last_seen for frame in replayed)
@@ -120,7 +121,7 @@ async def test_a_resume_during_a_steady_stream_loses_and_repeats_nothing(
             await asyncio.sleep(0.002)
 
     streaming = asyncio.create_task(stream())
-    received = []
+    received: list[dict[str, Any]] = []
     while len(received) < 30:
         message = (await reader.recv())["message"]
         received.append(message)

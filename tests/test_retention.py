@@ -19,8 +19,9 @@ import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient, MongoClient
 
+from chatserver.protocol.vocabulary import RoomKey
 from chatserver.settings import GAME_RETENTION, Settings, SettingsError
-from chatserver.store.base import MessageStore, NewMessage, ReactionChange, RoomKey
+from chatserver.store.base import MessageStore, NewMessage, ReactionChange
 from chatserver.store.documents import ChatMessageDocument
 from chatserver.store.memory import MemoryStore
 from chatserver.store.mongo import MongoStore

@@ -59,7 +59,8 @@ def history(server: ServerProcess, bearer: str, chat: str) -> list[dict[str, Any
         f"{server.http_url}/chat/history", params={"type": chat}, headers={"Authorization": f"Bearer {bearer}"}
     )
     assert response.status_code == 200, response.text
-    return response.json()["data"]["ChatMessage"]
+    messages: list[dict[str, Any]] = response.json()["data"]["ChatMessage"]
+    return messages
 
 
 # --- JWT algorithm pinning and claims ------------------------------------------------------------
@@ -253,7 +254,7 @@ def test_membership_with_a_wrong_service_token_is_403(internal_server: ServerPro
     response = httpx.post(
         f"{internal_server.http_url}/internal/membership",
         json={"player_id": "p", "action": "leave", "clan_id": "c"},
-        headers={"Authorization": f"Bearer {presented}".encode()},  # type: ignore[dict-item]
+        headers={b"Authorization": f"Bearer {presented}".encode()},
         timeout=5,
     )
     assert (response.status_code, response.json()) == (

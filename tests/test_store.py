@@ -16,19 +16,20 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
+from chatserver.protocol.vocabulary import RoomKey
 from chatserver.store.base import (
     EventDraft,
     MessageStore,
     MessageTarget,
     NewMessage,
     ReactionChange,
-    RoomKey,
     StoredMessage,
     StoredReaction,
     StoreUnavailable,
@@ -58,7 +59,7 @@ async def open_mongo(url: str) -> AsyncIterator[MongoStore]:
         yield store
     finally:
         await store.close()
-        client: AsyncMongoClient = AsyncMongoClient(url)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
         await client.drop_database(database)
         await client.close()
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from bench.scenarios.filter import CORE_TERMS, SAMPLE
 from chatserver.wordfilter.matcher import WordFilter
 from tests.conftest import ServerFactory
-from tests.harness import ROOT, Client, ServerProcess, free_port, token, wait_for_log
-from tests.test_cli import CLI_TIMEOUT, clean_env
+from tests.harness import ROOT, Client, ServerProcess, clean_env, free_port, token, wait_for_log
+from tests.test_cli import CLI_TIMEOUT
 
 RELOAD_TIMEOUT = 10.0
 CORE_FILTER = WordFilter(CORE_TERMS)
