@@ -8,7 +8,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp
 
 from chatserver import http
 from chatserver.console import console_routes
@@ -22,10 +21,11 @@ from chatserver.services import Services
 from chatserver.settings import Settings
 
 
-def create_app(settings: Settings, on_event: Sequence[EventHook] = ()) -> ASGIApp:
+def create_app(settings: Settings, on_event: Sequence[EventHook] = ()) -> Entry:
     """The ASGI app; every route is served at ``/`` and, when set, under ``CHAT_ROOT_PATH`` too.
 
-    ``on_event``: embedded mode's event stream, coroutines awaited with each event (README, "Events").
+    Its ``services`` are the worker's, for the server's drain. ``on_event``: embedded mode's event
+    stream, coroutines awaited with each event (README, "Events").
     """
     services = Services.build(settings, on_event)
     openapi_document = build_openapi(settings.root_path)
@@ -58,15 +58,7 @@ def create_app(settings: Settings, on_event: Sequence[EventHook] = ()) -> ASGIAp
     return Entry(Lifespan(app, services), services, settings.root_path)  # Entry serves /ws/chat itself
 
 
-def services_of(app: ASGIApp) -> Services:
-    """The worker's services behind the app ``create_app`` made (for the server's drain step)."""
-    while not isinstance(app, Starlette):
-        app = app.app  # type: ignore[attr-defined]
-    services: Services = app.state.services
-    return services
-
-
-def app_from_env() -> ASGIApp:
+def app_from_env() -> Entry:
     """Factory for ``uvicorn --factory`` and multi-worker runs: settings from the environment."""
     settings = Settings.from_env()
     settings.check_serving()

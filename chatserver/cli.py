@@ -270,6 +270,7 @@ def _client(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    from chatserver.entry import Entry
     from chatserver.logs import configure_logging
     from chatserver.server import ListenError, listen, serve
 
@@ -290,9 +291,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     configure_logging(args.log_level, replica)
     for warning in misspelt():
         logging.getLogger(__name__).warning(warning)
-    if args.workers > 1:
-        app: object = "chatserver.app:app_from_env"
-    else:
+    app: Entry | str = "chatserver.app:app_from_env"  # each worker process builds its own
+    if args.workers == 1:
         from chatserver.app import create_app
 
         try:

@@ -17,9 +17,10 @@ import sys
 import uvicorn
 
 from chatserver import collector
-from chatserver.app import services_of
+from chatserver.entry import Entry
 from chatserver.logs import logging_config
 from chatserver.request_head import BoundedHttpToolsProtocol, HeadLimits, PendingHeads
+from chatserver.services import Services
 from chatserver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,11 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 class ChatServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, drain_seconds: float) -> None:
+    """uvicorn's server that drains ``services`` (the app's, handed over) before its own shutdown."""
+
+    def __init__(self, config: uvicorn.Config, services: Services, drain_seconds: float) -> None:
         super().__init__(config)
+        self._services = services
         self._drain_seconds = drain_seconds
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -59,8 +63,8 @@ class ChatServer(uvicorn.Server):
             collector.freeze_startup()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self.started and self.config.loaded_app is not None:
-            await services_of(self.config.loaded_app).drain(self._drain_seconds - _UVICORN_SHUTDOWN_SECONDS)
+        if self.started:
+            await self._services.drain(self._drain_seconds - _UVICORN_SHUTDOWN_SECONDS)
         await super().shutdown(sockets)
 
 
@@ -91,7 +95,7 @@ def uvicorn_config(
 
 
 def serve(
-    app: object,
+    app: Entry | str,
     settings: Settings,
     listening: socket.socket,
     *,
@@ -101,16 +105,20 @@ def serve(
     log_level: str,
     replica: str,
 ) -> None:
-    """Serve on ``listening`` until SIGTERM/SIGINT; several workers share it through uvicorn's supervisor."""
+    """Serve on ``listening`` until SIGTERM/SIGINT.
+
+    ``app`` is ``create_app``'s, served and drained here, or an import string of a factory for
+    ``workers`` processes that share ``listening`` through uvicorn's supervisor.
+    """
     config = uvicorn_config(app, settings, host=host, port=port, workers=workers, log_level=log_level, replica=replica)
     log.info("listening on http://%s:%d with %d worker(s)", host, port, workers)
-    if workers > 1:
+    if isinstance(app, str):
         from uvicorn.supervisors import Multiprocess
 
         Multiprocess(config, sockets=[listening]).run()
         return
     config.load()
-    server = ChatServer(config, settings.drain_seconds)
+    server = ChatServer(config, app.services, settings.drain_seconds)
     server.run(sockets=[listening])
     if not server.started:
         sys.exit(STARTUP_FAILED)  # the reason is the ERROR line just logged

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.game_client import GameClient
-from tests.harness import Client, ServerProcess
+from tests.support.game_client import GameClient
+from tests.support.harness import Client, ServerProcess
 
-pytest_plugins = ["tests.standin_fixtures", "tests.browser"]
+pytest_plugins = ["tests.support.standin_fixtures", "tests.support.browser"]
 
 ServerFactory = Callable[..., ServerProcess]
 
 # memory: the embedded store. wire: MongoStore through real PyMongo to the MongoDB wire-protocol stand-in
-# (tests/mongo_standin.py), which several processes can share. mongodb: a real server, when MONGODB_URL is set.
+# (tests/support/mongo_standin.py), which several processes can share. mongodb: a real server, when MONGODB_URL is set.
 STORE_BACKENDS = ["memory", "wire"] + (["mongodb"] if os.environ.get("MONGODB_URL") else [])
 
 
@@ -70,4 +70,5 @@ async def close_clients() -> AsyncIterator[None]:
     yield
     opened, Client.opened = Client.opened, []
     games, GameClient.opened = GameClient.opened, []
-    await asyncio.gather(*(client.close() for client in [*opened, *games]), return_exceptions=True)
+    clients: list[Client | GameClient] = [*opened, *games]
+    await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)

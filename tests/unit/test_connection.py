@@ -44,9 +44,9 @@ async def test_a_client_that_stops_reading_is_cut_as_a_slow_consumer_once_its_qu
     await stalled(connection, peer)
     for n in range(QUEUE):
         connection.push(f"queued {n}")
-    assert connection.state is ConnectionState.OPEN
+    before = connection.state
     connection.push("one too many")
-    assert connection.state is ConnectionState.CLOSING
+    assert (before, connection.state) == (ConnectionState.OPEN, ConnectionState.CLOSING)
     peer.gate.set()
     assert [await peer.next(), await peer.next()] == ["first", ("close", *CloseCode.SLOW_CONSUMER.value)]
 

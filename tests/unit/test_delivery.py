@@ -26,9 +26,10 @@ from chatserver.moderation.mutes import MemoryMutes
 from chatserver.moderation.reports import MemoryReports
 from chatserver.players import ClaimsDirectory
 from chatserver.protocol import MembershipAction, MembershipChange
+from chatserver.protocol.vocabulary import RoomKey
 from chatserver.ratelimit import MemoryRateLimiter
 from chatserver.settings import Settings
-from chatserver.store.base import NewMessage, ReactionChange, RoomKey, StoredMessage
+from chatserver.store.base import NewMessage, ReactionChange, StoredMessage
 from chatserver.store.memory import MemoryStore
 from chatserver.wordfilter.blocklist import Blocklist
 from tests.broker.doubles import SeqSkippingBroker

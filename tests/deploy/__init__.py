@@ -1,0 +1,1 @@
+"""Deployment files and documents: Dockerfile, Compose, Helm, packaging, the quick start, READMEs and docs."""

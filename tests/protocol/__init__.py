@@ -1,0 +1,1 @@
+"""What a client does and sees over WebSocket and HTTP, against real ``chatserver`` processes."""

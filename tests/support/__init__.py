@@ -1,0 +1,1 @@
+"""What tests share, not tests: server processes and clients, stand-ins, the game client model, the browser."""

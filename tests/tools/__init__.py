@@ -1,0 +1,1 @@
+"""The developer tools in ``tools/``: process supervision and the local cluster behind nginx."""
