@@ -165,7 +165,9 @@ class Connection:
             if len(gathered) < self._limit:
                 gathered.append(frame if frame is not None else text_frame(text))
                 return
-            self._spill()  # a flood within one iteration: the backlog's bound decides
+            self.flush()  # a flood within one iteration: write what is gathered now, and gather anew
+            self.push(text, frame)
+            return
         if self.state is not ConnectionState.OPEN:
             return
         if self._held is not None:
