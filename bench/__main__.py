@@ -18,7 +18,12 @@ from types import FrameType
 from bench import processes, report
 
 SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding", "filter")
-BENCH_EXTRA = ("matplotlib", "pyinstrument", "orjson")  # pyproject.toml's [project.optional-dependencies] bench
+BENCH_EXTRA = (
+    "matplotlib",
+    "pyinstrument",
+    "orjson",
+    "socketio",
+)  # pyproject.toml's [project.optional-dependencies] bench
 
 
 def _parser() -> argparse.ArgumentParser:
