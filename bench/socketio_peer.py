@@ -26,6 +26,13 @@ from socketio import exceptions
 
 GLOBAL_ROOM = "global"
 MAX_CONTENT = 256
+# Engine.IO's ping waits in a socket's queue behind the events already queued for it, and a socket
+# whose pong is not back within ``ping_timeout`` (20 s by default) is dropped as gone. A flood that
+# keeps the server busy for longer (thousands of sockets on a shared core) would then cut sockets
+# instead of measuring throughput, so the benchmark allows longer than any of its floods. uvicorn's
+# own WebSocket keep-alive is off for the same reason (its pong waits behind every ready task):
+# Engine.IO's heartbeat is the one a Socket.IO server relies on.
+PING_TIMEOUT_SECONDS = 300
 
 
 def player_of(token: str | None, secret: str) -> dict[str, Any] | None:
@@ -45,7 +52,7 @@ def iso_millis(moment: datetime) -> str:
 
 def build_app(secret: str, redis_url: str | None) -> socketio.ASGIApp:
     manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
-    sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager)
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager, ping_timeout=PING_TIMEOUT_SECONDS)
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: dict[str, Any] | None) -> bool:
@@ -107,6 +114,7 @@ def main() -> None:
         port=args.port,
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        ws_ping_interval=None,
         log_level="warning",
         access_log=False,
         lifespan="off",
