@@ -140,7 +140,7 @@ def measure(
             expect_per_message=sockets,
             window=window,
             content=CONTENT,
-            timeout=max(60.0, sockets * messages / 5_000),
+            timeout=max(60.0, sockets * messages / 2_000),  # the peer did ~2,000/s with its core shared
         )
         cpu = processes.cpu_seconds(server.pid) - cpu_before
         if not result["complete"] and target != "peer":  # the peer's unfinished flood is a figure, not an error
