@@ -18,7 +18,7 @@ from types import FrameType
 from bench import processes, report
 
 SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding", "filter", "collector")
-BENCH_EXTRA = ("matplotlib", "pyinstrument", "orjson")  # pyproject.toml's [project.optional-dependencies] bench
+BENCH_EXTRA = ("matplotlib", "pyinstrument", "orjson", "socketio")  # pyproject.toml's bench extra (py-spy: optional)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,6 +9,11 @@ listener that asks for payloads (the latency scenario) gets a call per frame.
 
 Pings are answered with pongs, so idle sockets survive the server's keep-alive; a close frame or a
 lost connection is reported to the listener, which is how a benchmark notices a slow-consumer cut.
+
+A Socket.IO socket (``engine_io``, for the python-socketio peer) speaks Engine.IO 4 over the same
+frames: it answers the open packet ``0{...}`` with the namespace connect ``40``, is ready at the
+server's ``40{...}``, answers the Engine.IO ping ``2`` with ``3``, and counts only event frames
+(``42[...]``), recognised by their first two bytes, so counting stays as cheap as for ours.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
 OPCODE_CLOSE = 0x8
 OPCODE_PING = 0x9
+ENGINE_IO_EVENT = b"42"  # an Engine.IO message (4) holding a Socket.IO event (2)
+ENGINE_IO_PATH = "/socket.io/?EIO=4&transport=websocket"
 
 
 class SocketState(Enum):
@@ -99,11 +106,15 @@ class RawSocket(asyncio.Protocol):
     """One client WebSocket; the first data frame is the server's ``ready``, every later one is load.
 
     A game-dialect socket (``expects_ready`` false) gets no ``ready``: it is open once the handshake is.
+    An ``engine_io`` socket is ready at the Socket.IO namespace connect instead (see the module).
     """
 
-    def __init__(self, request: bytes, listener: Listener, index: int, expects_ready: bool = True) -> None:
+    def __init__(
+        self, request: bytes, listener: Listener, index: int, expects_ready: bool = True, engine_io: bool = False
+    ) -> None:
         self.index = index
         self._expects_ready = expects_ready
+        self.engine_io = engine_io
         self.state = SocketState.CONNECTING
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -158,6 +169,7 @@ class RawSocket(asyncio.Protocol):
     def _frames(self, data: bytes) -> None:
         pos, end, count = 0, len(data), 0
         payloads = self._listener.wants_payloads
+        engine_io = self.engine_io
         now_ns = time.monotonic_ns() if payloads else 0
         while end - pos >= 2:
             size = data[pos + 1] & 0x7F
@@ -177,14 +189,16 @@ class RawSocket(asyncio.Protocol):
                 break
             opcode = data[pos] & 0x0F
             if opcode == OPCODE_TEXT or opcode == OPCODE_BINARY:
-                if self.state is SocketState.WAITING_READY:
-                    self.state = SocketState.OPEN
-                    if not self.ready.done():
-                        self.ready.set_result(None)
-                elif payloads:
-                    self._listener.on_text(self, data, pos + head, stop, now_ns)
-                else:
-                    count += 1
+                if engine_io and not data.startswith(ENGINE_IO_EVENT, pos + head):
+                    if not self._engine_packet(data[pos + head : stop]):
+                        return
+                elif self.state is SocketState.OPEN:
+                    if payloads:
+                        self._listener.on_text(self, data, pos + head, stop, now_ns)
+                    else:
+                        count += 1
+                elif not engine_io:  # ours' first frame is ``ready``
+                    self._opened()
                 self.last_payload_bytes = size
             elif opcode == OPCODE_PING:
                 self.write(client_frame(data[pos + head : stop], 0xA))
@@ -198,6 +212,25 @@ class RawSocket(asyncio.Protocol):
             self._buffer = data[pos:]
         if count:
             self._listener.on_frames(self, count)
+
+    def _engine_packet(self, packet: bytes) -> bool:
+        """One Engine.IO packet other than an event; false when it ended the socket."""
+        if packet == b"2":
+            self.write(client_frame(b"3"))
+        elif packet.startswith(b"0"):
+            self.write(client_frame(b"40"))
+        elif packet.startswith(b"40"):
+            self._opened()
+        elif packet.startswith((b"1", b"41", b"44")):  # close, namespace disconnect, connect refused
+            self._closed(f"closed by server: {packet.decode(errors='replace')}")
+            self.close()
+            return False
+        return True
+
+    def _opened(self) -> None:
+        self.state = SocketState.OPEN
+        if not self.ready.done():
+            self.ready.set_result(None)
 
     def _closed(self, reason: str) -> None:
         self.state = SocketState.CLOSED
@@ -226,10 +259,12 @@ async def open_sockets(
     concurrency: int = 100,
     timeout: float = 30.0,
     game_every: int = 0,
+    engine_io: bool = False,
 ) -> OpenResult:
     """Connect one socket per ``(port, path)`` and wait for each one's ``ready`` frame.
 
-    With ``game_every`` n, every n-th socket (index 1, 1 + n, ...) asks for the game dialect.
+    With ``game_every`` n, every n-th socket (index 1, 1 + n, ...) asks for the game dialect; with
+    ``engine_io`` every socket speaks Socket.IO.
 
     At most ``concurrency`` handshakes are in flight, which keeps the server's listen backlog from
     overflowing (a dropped SYN costs a one-second retransmit and would wreck the connect rate).
@@ -245,7 +280,10 @@ async def open_sockets(
             request = upgrade_request(host, port, path, GAME_SUBPROTOCOL if game else None)
             try:
                 _, socket = await asyncio.wait_for(
-                    loop.create_connection(lambda: RawSocket(request, listener, index, not game), host, port), timeout
+                    loop.create_connection(
+                        lambda: RawSocket(request, listener, index, not game, engine_io), host, port
+                    ),
+                    timeout,
                 )
                 await asyncio.wait_for(socket.ready, timeout)
             except (OSError, ConnectionError, TimeoutError) as error:

@@ -13,6 +13,10 @@ Commands:
   ``load``  send at a fixed ``rate`` for ``seconds``, each frame carrying its send time, and report
             send-to-receive latency percentiles;
   ``quit``  close every socket and exit.
+
+With ``"protocol": "socketio"`` in the config the sockets speak Socket.IO to the python-socketio
+peer (``bench/socketio_peer.py``): the same commands, each chat frame sent as the event
+``42["<event>",<data>]`` instead of ``{"event","data"}``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 import jwt
 
-from bench.loadclient import CountingListener, RawSocket, client_frame, open_sockets
+from bench.loadclient import ENGINE_IO_PATH, CountingListener, RawSocket, client_frame, open_sockets
 
 PLAYER_BASE = 0xBE0000000000000000000000  # 24-hex player ids, so a MongoDB store can hold them as ObjectIds
 
@@ -105,6 +109,7 @@ class Latency(CountingListener):
     wants_payloads = True
     MARK = b'"content":"t='
     GLOBAL = b'{"chat":"global"'
+    HEAD = 48  # the room is named within a frame's first bytes
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,7 +128,9 @@ class Latency(CountingListener):
             return
         begin = found + len(self.MARK)
         delay = now_ns - int(data[begin : data.find(b"|", begin, stop)])
-        (self.global_samples if data.startswith(self.GLOBAL, start) else self.samples).append(delay)
+        # ours opens with the room, the peer's event with its name first: ``42["newMessage",{"chat":...``
+        to_global = data.find(self.GLOBAL, start, start + self.HEAD) >= 0
+        (self.global_samples if to_global else self.samples).append(delay)
 
 
 class LoadProcess:
@@ -132,7 +139,8 @@ class LoadProcess:
     def __init__(self, config: dict[str, Any]) -> None:
         self.host: str = config.get("host", "127.0.0.1")
         self.ports: list[int] = config["ports"]
-        self.path: str = config.get("path", "/ws/chat")
+        self.socketio = config.get("protocol") == "socketio"
+        self.path: str = config.get("path", ENGINE_IO_PATH if self.socketio else "/ws/chat")
         self.secret: str = config["secret"]
         self.first_index: int = config.get("first_index", 0)
         self.flood = Flood()
@@ -155,6 +163,12 @@ class LoadProcess:
             socket.close()
         await asyncio.sleep(0.2)  # let the closes reach the server before the process exits
 
+    def _frame(self, event: bytes, data: bytes) -> bytes:
+        """One chat frame: ours is ``{"event","data"}``, the Socket.IO peer's the event packet."""
+        if self.socketio:
+            return b'42["%s",%s]' % (event, data)
+        return b'{"event":"%s","data":%s}' % (event, data)
+
     def _token(self, index: int, clan_id: str | None) -> str:
         claims: dict[str, Any] = {"player_id": player_id(index), "name": f"bench-{index}", "exp": time.time() + 86400}
         if clan_id is not None:
@@ -174,11 +188,18 @@ class LoadProcess:
         for index in range(first, first + count):
             clan = None if clan_size is None else f"clan-{index // clan_size}"
             self.clan_of[index] = clan
-            targets.append((self.ports[index % len(self.ports)], f"{self.path}?token={self._token(index, clan)}"))
+            query = "&" if "?" in self.path else "?"
+            targets.append((self.ports[index % len(self.ports)], f"{self.path}{query}token={self._token(index, clan)}"))
         chosen = self.latency if listener == "latency" else self.flood
         cpu = time.process_time()
         result = await open_sockets(
-            self.host, targets, chosen, first_index=first, concurrency=concurrency, game_every=game_every
+            self.host,
+            targets,
+            chosen,
+            first_index=first,
+            concurrency=concurrency,
+            game_every=game_every,
+            engine_io=self.socketio,
         )
         self.sockets.extend(result.sockets)
         log(f"opened {len(result.sockets)}/{count} sockets in {result.seconds:.2f}s ({len(self.sockets)} open)")
@@ -202,7 +223,7 @@ class LoadProcess:
         content: str = "fan-out benchmark message",
         timeout: float = 120.0,
     ) -> dict[str, Any]:
-        payload = json.dumps({"event": event, "data": {"content": content}}).encode()
+        payload = self._frame(event.encode(), json.dumps({"content": content}).encode())
         flood = self.flood
         flood.closed.clear()
         cpu = time.process_time()
@@ -259,7 +280,7 @@ class LoadProcess:
                 to_global = global_every > 0 and sent % global_every == global_every - 1
                 now = time.monotonic_ns()
                 event = b"globalMessage" if to_global else b"clanMessage"
-                sender.send_text(b'{"event":"%s","data":{"content":"t=%d|%s"}}' % (event, now, filler))
+                sender.send_text(self._frame(event, b'{"content":"t=%d|%s"}' % (now, filler)))
                 lags.append((now - start - sent * period_ns) / 1e6)
                 expected += len(self.sockets) if to_global else members[self.clan_of[sender.index]]
                 sent += 1

@@ -131,6 +131,15 @@ def chat_server(
     return server("chatserver", argv, port, workdir, env=server_env, health="/healthz", cpu=cpu, cwd=SOURCE)
 
 
+def peer_server(workdir: Path, redis_url: str | None = None) -> Server:
+    """The python-socketio peer (``bench/socketio_peer.py``), sharing rooms through ``redis_url`` when given."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.socketio_peer", "--host", HOST, "--port", str(port)]
+    if redis_url is not None:
+        argv += ["--redis-url", redis_url]
+    return server("peer", argv, port, workdir, env=clean_env())
+
+
 def redis_server(workdir: Path) -> Server:
     """A throw-away ``redis-server`` on a free port: no persistence, loopback only, on the server core."""
     port = free_port()

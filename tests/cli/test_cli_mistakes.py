@@ -377,7 +377,7 @@ def test_bench_without_its_extra_is_one_line() -> None:
     result = without_site_packages("bench", "fanout", "--quick")  # as an install without [bench]
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (
-        "python3 -m bench needs the bench extra (matplotlib, pyinstrument, orjson not installed): "
+        "python3 -m bench needs the bench extra (matplotlib, pyinstrument, orjson, socketio not installed): "
         "python3 -m pip install -e '.[bench]'\n"
     )
 
