@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"bench.scenarios.{name}")
         sub = commands.add_parser(
             name,
-            help=module.__doc__.splitlines()[0],
+            help=(module.__doc__ or name).splitlines()[0],
             description=module.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )

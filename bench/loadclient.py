@@ -126,7 +126,7 @@ class RawSocket(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
         self.state = SocketState.HANDSHAKING
-        transport.write(self._request)
+        self.transport.write(self._request)
 
     def send_text(self, payload: bytes) -> None:
         if self.transport is not None and self.state is not SocketState.CLOSED:

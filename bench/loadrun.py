@@ -289,9 +289,9 @@ class LoadProcess:
         deadline = time.monotonic() + drain_timeout
         while listener.frames < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        clan = [v / 1e6 for v in listener.samples]
-        everywhere = [v / 1e6 for v in listener.global_samples]
-        found = percentiles(clan + everywhere)
+        clan_ms = [v / 1e6 for v in listener.samples]
+        everywhere_ms = [v / 1e6 for v in listener.global_samples]
+        found = percentiles(clan_ms + everywhere_ms)
         log(
             f"load {rate:g}/s: {sent} sent, {listener.frames}/{expected} delivered, "
             f"p50 {found.get('p50', 0):.1f} ms, p99 {found.get('p99', 0):.1f} ms"
@@ -305,8 +305,8 @@ class LoadProcess:
             "other_frames": listener.other,
             "closed": len(listener.closed),
             "latency_ms": found,
-            "clan_latency_ms": percentiles(clan),
-            "global_latency_ms": percentiles(everywhere),
+            "clan_latency_ms": percentiles(clan_ms),
+            "global_latency_ms": percentiles(everywhere_ms),
             "send_lag_ms": percentiles(lags),
             "client_cpu_seconds": time.process_time() - cpu,
         }

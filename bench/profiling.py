@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +58,9 @@ def _label(frame: Frame) -> tuple[str, str]:
 def hotspots(saved: Path, top: int = 15) -> Hotspots:
     """The ``top`` functions by self and by inclusive share of the sampled time."""
     root = Session.load(str(saved)).root_frame()
-    own: Counter[str] = Counter()
-    anywhere: Counter[str] = Counter()
-    files: Counter[str] = Counter()
+    own: defaultdict[str, float] = defaultdict(float)
+    anywhere: defaultdict[str, float] = defaultdict(float)
+    files: defaultdict[str, float] = defaultdict(float)
     if root is None:
         return Hotspots(0.0, [], [], [])
 
@@ -79,7 +79,12 @@ def hotspots(saved: Path, top: int = 15) -> Hotspots:
     total = root.time or 1.0
     return Hotspots(
         seconds=root.time,
-        self_time=[(label, t / total) for label, t in own.most_common(top)],
-        inclusive=[(label, t / total) for label, t in anywhere.most_common(top)],
-        by_file=[(name, t / total) for name, t in files.most_common(top)],
+        self_time=[(label, t / total) for label, t in _most(own, top)],
+        inclusive=[(label, t / total) for label, t in _most(anywhere, top)],
+        by_file=[(name, t / total) for name, t in _most(files, top)],
     )
+
+
+def _most(seconds: dict[str, float], top: int) -> list[tuple[str, float]]:
+    """The ``top`` labels by seconds, largest first (a ``Counter`` holds whole numbers, these are not)."""
+    return sorted(seconds.items(), key=lambda item: item[1], reverse=True)[:top]

@@ -65,7 +65,7 @@ def machine_context() -> dict[str, Any]:
             ),
             "",
         )
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("uvicorn", "starlette", "websockets", "uvloop", "httptools", "pydantic"):
         try:
             versions[package] = metadata.version(package)

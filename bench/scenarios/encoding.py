@@ -35,7 +35,7 @@ from chatserver.chat import HistoryRequest
 from chatserver.frames import message_view, sender_of
 from chatserver.players import Player
 from chatserver.protocol import BroadcastEvent, BroadcastFrame, ChatType, Message, RoomKey
-from chatserver.protocol.inbound import command_of, read_envelope
+from chatserver.protocol.inbound import PostMessage, React, command_of, read_envelope
 from chatserver.protocol.outbound import broadcast_text
 from chatserver.services import Services
 from chatserver.settings import Settings
@@ -114,11 +114,13 @@ async def _measure(repeats: int) -> dict[str, dict[str, float]]:
 async def _fill(services: Services, players: list[Player]) -> None:
     """A room as the game has it: messages from many players, some of them with reactions."""
     for i in range(PAGE * 2):
-        await services.chat.post(players[i % PLAYERS], ChatType.GLOBAL, {"content": f"message {i} of the evening"}, 0)
+        await services.chat.post(
+            players[i % PLAYERS], PostMessage(ChatType.GLOBAL, f"message {i} of the evening", None)
+        )
     stored = (await services.store.page(RoomKey.global_room(), PAGE * 2, 0)).messages
     for i, message in enumerate(stored[::3]):
-        data = {"message_id": message.id, "emoji": "👍" if i % 2 else "😂"}
-        await services.chat.react(players[(i + 1) % PLAYERS], ChatType.GLOBAL, data, 0)
+        react = React(ChatType.GLOBAL, message.id, "👍" if i % 2 else "😂")
+        await services.chat.react(players[(i + 1) % PLAYERS], react)
 
 
 def _orjson_broadcast(message: Message) -> bytes:

@@ -114,7 +114,7 @@ def _queries(port: int, stored: int, repeat: int) -> list[dict[str, Any]]:
             samples.append((time.perf_counter() - started) * 1000)
         return percentiles(samples) | {"mean": sum(samples) / len(samples)}
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     last_page = stored // LIMIT
     depths = sorted({1, 10, 100, 1_000, last_page // 2, last_page - 1} - {0})
     try:
