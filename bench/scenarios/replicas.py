@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,10 +125,13 @@ class Setup:
         assert self.load is not None
         server_pids = [*self.redis_pids.values(), *(r.pid for r in self.replicas)]
         before = {pid: processes.cpu_seconds(pid) for pid in server_pids}
+        gc_before = None if self.peer else _gc_totals(self.replicas)
         started = time.monotonic()
         step = self.load.call("load", rate=rate, seconds=seconds, global_every=global_every, wait=seconds + 60)
         wall = time.monotonic() - started
         used = {pid: processes.cpu_seconds(pid) - before[pid] for pid in server_pids}
+        if gc_before is not None:
+            step["gc"] = {key: value - gc_before[key] for key, value in _gc_totals(self.replicas).items()}
         step["wall_seconds"] = wall
         step["server_cpu_seconds"] = sum(used.values())
         step["server_cpu_share"] = sum(used.values()) / wall  # sending and draining
@@ -142,6 +146,22 @@ class Setup:
             self.load.stop()
         for replica in self.replicas:
             replica.stop()
+
+
+def _gc_totals(replicas: list[Server]) -> dict[str, float]:
+    """The replicas' garbage-collector passes so far (``chat_gc_pause_seconds``), summed: seconds and count
+    by generation, so a step's share is the difference around it."""
+    totals: dict[str, float] = {}
+    for replica in replicas:
+        with urllib.request.urlopen(f"http://{processes.HOST}:{replica.port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith(("chat_gc_pause_seconds_sum", "chat_gc_pause_seconds_count")):
+                name, value = line.rsplit(" ", 1)
+                generation = name.split('generation="', 1)[1].split('"', 1)[0]
+                key = f"{'seconds' if '_sum' in name else 'passes'} gen{generation}"
+                totals[key] = totals.get(key, 0.0) + float(value)
+    return totals
 
 
 def _saturated(step: dict[str, Any]) -> bool:
@@ -262,11 +282,23 @@ def _steps_table(title: str, steps: list[dict[str, Any]]) -> report.Table:
                 s["server_cpu_share"],
                 _load_share(s),
                 s["closed"],
+                *_gc_cells(s),
             ]
         )
     columns = ["offered msg/s", "sent", "delivered", "expected", "deliveries/s", "p50", "p95", "p99", "max"]
     columns += ["clan copies p99", "global copies p99", "send lag p99", "server core share", "load CPU share"]
-    return report.Table(title, [*columns, "closed"], rows)
+    columns += ["closed", "gc pauses ms (3 replicas)", "gc full passes", "gc ms a full pass"]
+    return report.Table(title, columns, rows)
+
+
+def _gc_cells(step: dict[str, Any]) -> list[float | None]:
+    """The step's collector pauses on all replicas: total ms, full (generation 2) passes, ms per full pass."""
+    gc = step.get("gc")
+    if not gc:
+        return [None, None, None]
+    total = sum(value for key, value in gc.items() if key.startswith("seconds")) * 1000
+    full = gc.get("passes gen2", 0.0)
+    return [total, full, gc.get("seconds gen2", 0.0) * 1000 / full if full else None]
 
 
 def _target(name: str, steps: list[dict[str, Any]], judged: bool) -> report.Target:
