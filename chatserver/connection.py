@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from enum import Enum
 
@@ -29,6 +30,9 @@ from chatserver.transport import raw_socket_of, send_of, text_frame
 log = logging.getLogger(__name__)
 
 CLOSE_FRAME_SECONDS = 2.0
+REPLAY_FILTER_SECONDS = 60.0
+"""How long after a resume live frames are still checked against the replay: a change stored before the
+replay was read but published after it arrives live too, as late as its worker is behind."""
 _ids = itertools.count(1)
 
 
@@ -67,6 +71,8 @@ class Connection:
         "_held",
         "_started",
         "_direct",
+        "_skip",
+        "_skip_until",
     )
 
     def __init__(
@@ -97,6 +103,8 @@ class Connection:
         self._held: list[str] | None = None
         self._started = False
         self._direct = False  # frames may go straight to the transport: see ``_refresh``
+        self._skip: Callable[[str], bool] | None = None  # live frames the replay already sent
+        self._skip_until = 0.0
 
     def start(self) -> None:
         """Let frames leave; frames pushed before this wait in the backlog."""
@@ -123,7 +131,7 @@ class Connection:
         self._direct = False
 
     def release(self, first: list[str], skip: Callable[[str], bool] | None = None) -> None:
-        """Send ``first`` (``ready``, after any replay), then the held frames that ``skip`` does not reject.
+        """Send ``first`` (``ready``, after any replay), then the held and live frames that ``skip`` does not reject.
 
         ``first`` is what the server chose to send (a replay is bounded by ``CHAT_RESUME_LIMIT`` a room), so
         the socket's bound grows by its size: a resuming client is not cut for the replay it asked for, and
@@ -136,9 +144,9 @@ class Connection:
         self._limit += len(first)
         for text in first:
             self.push(text)
+        self._skip, self._skip_until = skip, time.monotonic() + REPLAY_FILTER_SECONDS
         for text in held:
-            if skip is None or not skip(text):
-                self.push(text)
+            self.push(text)
 
     def tell(self, kind: str, text: str | None) -> None:
         """Send a frame that is not a broadcast (``ready``, an error, a membership change) if the dialect has one.
@@ -156,6 +164,8 @@ class Connection:
         A socket with nothing waiting gathers it for the end of this iteration; otherwise it joins the
         backlog, and a full backlog means the client is too slow (``_overflow``).
         """
+        if self._skip is not None and self._replayed(text):
+            return
         if self._direct:  # the common case, once per socket per broadcast: as few steps as can be
             gathered = self._gathered
             if gathered is None:
@@ -179,6 +189,13 @@ class Connection:
             self._enqueue(text)
         else:
             self._enqueue(frame if frame is not None else text_frame(text))
+
+    def _replayed(self, text: str) -> bool:
+        """Whether the resume's replay already sent this version; the check ends ``REPLAY_FILTER_SECONDS`` on."""
+        if time.monotonic() > self._skip_until:
+            self._skip = None
+            return False
+        return self._skip is not None and self._skip(text)
 
     def flush(self) -> None:
         """Write this iteration's frames in one go; a full transport sends them to the backlog instead."""

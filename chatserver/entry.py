@@ -26,12 +26,12 @@ class Entry:
     def __init__(self, app: ASGIApp, services: Services, root_path: str = "") -> None:
         self.app = app
         self.services = services
-        self._socket_paths = {SOCKET_PATH, f"{root_path}{SOCKET_PATH}"}
+        self.socket_paths = frozenset({SOCKET_PATH, f"{root_path}{SOCKET_PATH}"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             transport.capture(scope, send)
-            if scope["path"] in self._socket_paths:
+            if scope["path"] in self.socket_paths:
                 await chat_socket(WebSocket(scope, receive, send), self.services)
                 return
         await self.app(scope, receive, send)

@@ -79,11 +79,12 @@ def _route_paths(routes: list[BaseRoute], prefix: str = "") -> set[str]:
 
 
 def app_route_paths(settings: Settings | None = None) -> set[str]:
-    """The paths ``create_app`` routes (under any middleware it wraps the Starlette app in)."""
-    app: object = create_app(settings or Settings())
+    """The paths ``create_app`` serves: the chat socket's (its ``Entry`` serves them) and Starlette's routes."""
+    entry = create_app(settings or Settings())
+    app: object = entry
     while not isinstance(app, Starlette):
         app = getattr(app, "app")
-    return _route_paths(list(app.routes))
+    return set(entry.socket_paths) | _route_paths(list(app.routes))
 
 
 # --- the Dockerfile, read as Docker reads it ----------------------------------------------------

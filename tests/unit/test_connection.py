@@ -72,6 +72,18 @@ async def test_held_frames_wait_for_release_and_go_out_after_the_first_frames(op
     assert [await peer.next() for _ in range(3)] == ["replay", "ready", "live 2"]
 
 
+async def test_a_live_frame_the_replay_already_sent_is_not_sent_again_after_ready(
+    opened: tuple[Connection, Peer],
+) -> None:
+    connection, peer = opened  # stored before the replay was read, published (and so live) only after ready
+    connection.hold()
+    connection.release(["replayed 1", "ready"], skip=lambda text: text == "replayed 1")
+    connection.push("replayed 1")
+    connection.push("new 2")
+    assert [await peer.next() for _ in range(3)] == ["replayed 1", "ready", "new 2"]
+    assert peer.sent.empty()
+
+
 async def test_more_held_frames_than_the_queue_holds_cut_the_socket(opened: tuple[Connection, Peer]) -> None:
     connection, peer = opened
     connection.hold()
