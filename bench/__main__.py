@@ -1,6 +1,6 @@
 """``python3 -m bench <scenario> [--quick] [options]``: run one benchmark scenario (or ``all``) and write its results.
 
-Scenarios: ``fanout``, ``replicas``, ``connections``, ``history``, ``encoding``, ``filter``. Each writes
+Scenarios: ``fanout``, ``replicas``, ``connections``, ``history``, ``encoding``, ``filter``, ``storm``. Each writes
 ``bench/results/<scenario>.json``, ``.md`` and (but ``encoding`` and ``filter``) ``.png``. Every process a scenario
 starts is stopped when it ends, fails, or is interrupted (Ctrl-C or SIGTERM).
 """
@@ -17,7 +17,7 @@ from types import FrameType
 
 from bench import processes, report
 
-SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding", "filter")
+SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding", "filter", "storm")
 BENCH_EXTRA = ("matplotlib", "pyinstrument", "orjson")  # pyproject.toml's [project.optional-dependencies] bench
 
 
