@@ -9,7 +9,7 @@ does not fit: it takes the first data frame for ``ready``, and a resume's replay
 Commands (one JSON line each, one JSON answer line each):
   ``open``    connect ``count`` sockets (socket ``i`` to ``ports[i % len(ports)]``, player ``i``, clan
               ``i // clan_size``) and wait for every ``ready``;
-  ``start``   begin the open-loop stream: ``rate`` messages/s from sockets on ``sender_ports``, one
+  ``start``   begin the open-loop stream: ``rate`` messages/s from the sockets on ``sender_ports`` in turn, one
               in ``global_every`` to the global room, each carrying its send time and sequence number;
   ``down``    a replica's port leaves the live set (the load balancer's view; the benchmark kills it next);
   ``status``  how many clients are ready, lost, reconnecting; connects and failures so far;
@@ -136,7 +136,7 @@ class Client:
             return
         live = self.run.live
         self.port = random.choice(live)
-        asyncio.get_running_loop().call_later(self.backoff.next_delay(), self.run.spawn, self.connect())
+        asyncio.get_running_loop().call_later(self.backoff.next_delay(), self.run.reconnect, self)
 
     def on_ready(self, frame: bytes, start: int, stop: int) -> None:
         run = self.run
@@ -241,6 +241,9 @@ class StormSocket(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        if self._closed:  # the attempt timed out while connecting
+            self.transport.abort()
+            return
         self.transport.write(self._request)
 
     def write(self, frames: bytes) -> None:
@@ -264,13 +267,16 @@ class StormSocket(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
-        if not self.upgraded.done():
-            self.upgraded.set_exception(ConnectionError(reason))
-            self.upgraded.exception()
-            return  # ``connect`` sees it and retries
+        if self.client.socket is not self:  # never upgraded: ``connect`` sees it (or timed out) and retries
+            if not self.upgraded.done():
+                self.upgraded.set_exception(ConnectionError(reason))
+                self.upgraded.exception()
+            return
         self.client.on_closed(reason)
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
         if self._buffer:
             data = self._buffer + data
             self._buffer = b""
@@ -284,6 +290,9 @@ class StormSocket(asyncio.Protocol):
             if b" 101 " not in status:
                 code = status.split(b" ")[1].decode() if status.count(b" ") else "?"
                 self._end(f"HTTP {code}")
+                self.abort()
+                return
+            if self.upgraded.done():  # the attempt timed out just before the answer came
                 self.abort()
                 return
             self.client.socket = self
@@ -349,10 +358,11 @@ class StormRun:
         self.ready_curve: list[tuple[float, int]] = []
         self.sampler: asyncio.Task[None] | None = None
 
-    def spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def reconnect(self, client: Client) -> None:
+        if not self.closing:
+            task = asyncio.ensure_future(client.connect())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     async def run(self) -> None:
         while True:
@@ -366,9 +376,12 @@ class StormRun:
             answer = await getattr(self, f"cmd_{name}")(**command)
             print(json.dumps(answer), flush=True)
         self.closing = True
+        for task in list(self.tasks):
+            task.cancel()
         for client in self.clients:
             if client.socket is not None:
                 client.socket.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         await asyncio.sleep(0.2)
 
     def _token(self, index: int, clan: str) -> str:
@@ -402,12 +415,10 @@ class StormRun:
         return {"ready": self.stats.ready, "seconds": seconds, "failures": dict(self.stats.failures)}
 
     async def cmd_start(self, rate: float, global_every: int, sender_ports: list[int]) -> dict[str, Any]:
-        senders: dict[str, Client] = {}
-        for client in self.clients:  # clan n sends from its first socket on ``sender_ports[n % len]``
-            clan_number = int(client.clan.rsplit("-", 1)[1])
-            if client.port == sender_ports[clan_number % len(sender_ports)] and client.is_ready:
-                senders.setdefault(client.clan, client)
-        self.stream = asyncio.create_task(self._stream(list(senders.values()), rate, global_every))
+        """Every client on ``sender_ports`` sends in turn (players send rarely), to its clan or the global room."""
+        senders = [client for client in self.clients if client.port in sender_ports and client.is_ready]
+        random.Random(17).shuffle(senders)  # clans in a mixed order, not the sockets' index order
+        self.stream = asyncio.create_task(self._stream(senders, rate, global_every))
         return {"senders": len(senders), "clans": len({c.clan for c in self.clients})}
 
     async def _stream(self, senders: list[Client], rate: float, global_every: int) -> None:
@@ -455,7 +466,7 @@ class StormRun:
             "sent": len(self.sent),
         }
 
-    async def cmd_stop(self, killed_at: float, measure_from: float, drain_timeout: float = 20.0) -> dict[str, Any]:
+    async def cmd_stop(self, killed_at: float, measure_from: float, drain_timeout: float = 60.0) -> dict[str, Any]:
         """End the stream; ``killed_at`` and ``measure_from`` (monotonic seconds) split the latency samples."""
         assert self.stream is not None
         self.stream.cancel()
@@ -465,10 +476,11 @@ class StormRun:
             members.setdefault(client.clan, []).append(client)
         expected = sum(len(members[room]) for _, room, _ in self.sent)
         deadline = time.monotonic() + drain_timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # a backlog in the servers drains; what never comes is missed
             if sum(len(c.seqs) for c in self.clients) >= expected:
                 break
             await asyncio.sleep(0.25)
+        drained = time.monotonic() - stopped_at
         if self.sampler is not None:
             self.sampler.cancel()
         missed = 0
@@ -485,6 +497,7 @@ class StormRun:
         s = self.stats
         return {
             "stopped_at": stopped_at,
+            "drain_seconds": drained,
             "sent": len(self.sent),
             "global_sent": sum(1 for _, room, _ in self.sent if room == GLOBAL),
             "expected_copies": expected,

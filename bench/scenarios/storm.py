@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -36,7 +37,8 @@ from bench.processes import LoadClient, Server
 CLAN_SIZE = 30
 REPLICAS = 3
 POLL_SECONDS = 0.5
-STORM_TIMEOUT = 180.0
+STORM_TIMEOUT = 240.0  # quick: 60 s
+METRICS_TIMEOUT = 30.0
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 STORE_CALLS = re.compile(r'^chat_store_seconds_(count|sum)\{operation="(\w+)"\} (\S+)$', re.MULTILINE)
 
@@ -97,13 +99,17 @@ def run(args: argparse.Namespace) -> report.Report:
         measure_from = stream_at + min(2.0, warmup / 2)
         pids = {"stand-in": stand_in.pid, "redis": redis.pid} | {f"replica {n}": r.pid for n, r in enumerate(replicas)}
         storm = _Storm(load, victim, {name: pid for name, pid in pids.items() if pid is not None}, stream_at + warmup)
+        storm.timeout = 60.0 if args.quick else STORM_TIMEOUT
         storm.before_kill = lambda: [_store_calls(r.port) for r in survivors]
+        storm.standin_at_kill = lambda: _standin_commands(stand_in)[0]
         if sampler is not None:
             storm.at_kill = sampler.start
         timeline = storm.watch(after)
         calls_at_end = [_store_calls(r.port) for r in survivors]
+        _, commands = _standin_commands(stand_in, storm.standin_log_at_kill)
         profile_problem = sampler.stop() if sampler is not None else None
-        result = load.call("stop", killed_at=storm.killed_at, measure_from=measure_from, wait=120)
+        drain = 20.0 if args.quick else 60.0  # for the copies still queued in the servers
+        result = load.call("stop", killed_at=storm.killed_at, measure_from=measure_from, drain_timeout=drain, wait=300)
     finally:
         if load is not None:
             load.stop()
@@ -123,6 +129,7 @@ def run(args: argparse.Namespace) -> report.Report:
         "after": after,
         "clan_size": CLAN_SIZE,
     }
+    calls.update({f"stand-in {name}": [count, 0.0] for name, count in commands.items()})
     return _report(options, opened, started, result, timeline, calls, hot, workdir)
 
 
@@ -135,6 +142,7 @@ def _mongo_standin(workdir: Path) -> Server:
     port = processes.free_port()
     log_path = workdir / f"mongo-standin-{port}.log"
     argv = [*processes.taskset(processes.SERVER_CPU), sys.executable, "-m", "tests.mongo_standin", "--port", str(port)]
+    argv.append("--log-commands")  # a line per command: the storm counts the queries the stand-in answered
 
     def listening(path: Path) -> bool:
         return path.exists() and LISTENING.search(path.read_text(errors="replace")) is not None
@@ -142,10 +150,22 @@ def _mongo_standin(workdir: Path) -> Server:
     return Server("mongo stand-in", argv, log_path, partial(listening, log_path), port=port, cwd=processes.ROOT)
 
 
+def _standin_commands(server: Server, since_byte: int = 0) -> tuple[int, Counter[str]]:
+    """The stand-in's log size and the commands it ran after ``since_byte`` of it, by name."""
+    assert server.log_path is not None
+    data = server.log_path.read_bytes()
+    names = Counter(line.rsplit(b": ", 1)[1].decode() for line in data[since_byte:].splitlines() if b": " in line)
+    return len(data), names
+
+
 def _store_calls(port: int) -> dict[str, list[float]]:
     """This replica's store calls so far by operation (``changes``: resumes and catch-ups): count and seconds."""
-    with urllib.request.urlopen(f"http://{processes.HOST}:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
+    try:
+        with urllib.request.urlopen(f"http://{processes.HOST}:{port}/metrics", timeout=METRICS_TIMEOUT) as answer:
+            text = answer.read().decode()
+    except OSError as error:  # an overloaded replica may not answer: the run is still reported
+        print(f"    replica on port {port} gave no /metrics: {error}", flush=True)
+        return {}
     calls: dict[str, list[float]] = {}
     for kind, operation, value in STORE_CALLS.findall(text):
         calls.setdefault(operation, [0.0, 0.0])[0 if kind == "count" else 1] += float(value)
@@ -156,6 +176,8 @@ def _calls_between(before: list[dict[str, list[float]]], after: list[dict[str, l
     """Store calls of all survivors between two readings, by operation: count and seconds."""
     total: dict[str, list[float]] = {}
     for earlier, later in zip(before, after, strict=True):
+        if not earlier or not later:  # that replica did not answer one of the readings
+            continue
         for operation, (count, seconds) in later.items():
             old = earlier.get(operation, [0.0, 0.0])
             sums = total.setdefault(operation, [0.0, 0.0])
@@ -183,6 +205,9 @@ class _Storm:
         self.before_kill: Callable[[], list[dict[str, list[float]]]] = list
         self.at_kill: Callable[[], None] = lambda: None
         self.calls_at_kill: list[dict[str, list[float]]] = []
+        self.standin_at_kill: Callable[[], int] = lambda: 0
+        self.standin_log_at_kill = 0
+        self.timeout = STORM_TIMEOUT
 
     def watch(self, after: float) -> list[dict[str, Any]]:
         """Every ``POLL_SECONDS``: the clients' state and each server's CPU share, from the stream's start."""
@@ -214,13 +239,14 @@ class _Storm:
                 print(f"    every client ready again {now - self.killed_at:.1f}s after the kill", flush=True)
             if recovered_at is not None and now - recovered_at >= after:
                 return timeline
-            if killed and now - self.killed_at > STORM_TIMEOUT:
-                print(f"    not every client ready after {STORM_TIMEOUT:g}s; stopping", flush=True)
+            if killed and now - self.killed_at > self.timeout:
+                print(f"    not every client ready after {self.timeout:g}s; stopping", flush=True)
                 return timeline
 
     def _kill(self) -> None:
         """The load balancer drops the replica, then it dies: SIGKILL, no drain, no close frames."""
         self.calls_at_kill = self.before_kill()
+        self.standin_log_at_kill = self.standin_at_kill()
         self.at_kill()
         self.load.call("down", port=self.victim.port)
         pid = self.victim.pid
@@ -340,8 +366,9 @@ def _summary(
     ready = result["ready_after_kill"]
     rows: list[list[Any]] = [
         ["sockets opened before the stream (s)", opened["seconds"]],
-        ["senders (one per clan, on the survivors) / clans", f"{started['senders']} / {started['clans']}"],
+        ["senders (every socket on the survivors, in turn) / clans", f"{started['senders']} / {started['clans']}"],
         ["messages sent (global)", f"{result['sent']:,} ({result['global_sent']:,})"],
+        ["seconds the last copies took to arrive once the stream stopped", result["drain_seconds"]],
         ["copies expected / received", f"{result['expected_copies']:,} / {result['received_copies']:,}"],
         ["sockets lost at the kill", result["lost"]],
         ["of them ready again", result["reconnected"]],
@@ -354,7 +381,12 @@ def _summary(
         *(
             [f"survivors' store calls '{operation}' from the kill to the end: count, mean ms", _mean(count, seconds)]
             for operation, (count, seconds) in sorted(calls.items())
-            if count
+            if count and not operation.startswith("stand-in")
+        ),
+        *(
+            [f"commands the {operation} answered from the kill to the end", count]
+            for operation, (count, _) in sorted(calls.items())
+            if operation.startswith("stand-in")
         ),
         ["send lag p99 (ms)", result["send_lag_ms"].get("p99")],
     ]
