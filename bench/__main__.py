@@ -1,6 +1,7 @@
 """``python3 -m bench <scenario> [--quick] [options]``: run one benchmark scenario (or ``all``) and write its results.
 
-Scenarios: ``fanout``, ``replicas``, ``connections``, ``history``, ``encoding``, ``filter``, ``collector``. Each writes
+Scenarios: ``fanout``, ``replicas``, ``connections``, ``history``, ``encoding``, ``filter``, ``collector``,
+``storm``. Each writes
 ``bench/results/<scenario>.json``, ``.md`` and (but ``encoding`` and ``filter``) ``.png``. Every process a scenario
 starts is stopped when it ends, fails, or is interrupted (Ctrl-C or SIGTERM).
 """
@@ -17,7 +18,7 @@ from types import FrameType
 
 from bench import processes, report
 
-SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding", "filter", "collector")
+SCENARIOS = ("fanout", "replicas", "connections", "history", "encoding", "filter", "collector", "storm")
 BENCH_EXTRA = ("matplotlib", "pyinstrument", "orjson", "socketio")  # pyproject.toml's bench extra (py-spy: optional)
 
 

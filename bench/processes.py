@@ -148,11 +148,13 @@ def redis_server(workdir: Path) -> Server:
 
 
 class LoadClient:
-    """``python -m bench.loadrun`` on the load core, spoken to in JSON lines (see that module)."""
+    """``python -m bench.loadrun`` (or another ``module`` of the same protocol) on the load core, in JSON lines."""
 
-    def __init__(self, config: Mapping[str, Any], cpu: int | None = LOAD_CPU, name: str = "load") -> None:
+    def __init__(
+        self, config: Mapping[str, Any], cpu: int | None = LOAD_CPU, name: str = "load", module: str = "bench.loadrun"
+    ) -> None:
         config = {"host": HOST, "secret": SECRET, **config}
-        argv = [*taskset(cpu), sys.executable, "-m", "bench.loadrun", json.dumps(config)]
+        argv = [*taskset(cpu), sys.executable, "-m", module, json.dumps(config)]
         self.name = name
         self.process = ManagedProcess(name, argv, cwd=ROOT, die_with_parent=True, piped=True)
         self._answers: queue.Queue[str] = queue.Queue()

@@ -13,7 +13,8 @@ message being live; a deletion leaves a tombstone (``deletedAt``) that history a
 resumes replay.
 
 Resumes read a room's changes since a moment by ``(updatedAt, _id)``, through the
-``(clan_id, updatedAt, _id)`` / ``(type, updatedAt, _id)`` indexes.
+``(clan_id, updatedAt, _id)`` / ``(type, updatedAt, _id)`` indexes; concurrent reads of one room share
+one query (``shared_reads.py``), since a reconnect storm asks for the same rooms thousands of times.
 
 Every change writes its event into the document's ``outbox`` in the same atomic write (the insert, or
 the reaction's update); ``events_sent`` takes it out once it is on the event stream. With a retention,
@@ -64,6 +65,7 @@ from chatserver.store.documents import (
     as_utc,
 )
 from chatserver.store.retention import ensure_retention_index
+from chatserver.store.shared_reads import SharedChangeReads
 
 LIVE = {"deletedAt": None}  # matches documents without the field: every message the old backend wrote
 SERVER_SELECTION_TIMEOUT_MS = 3000
@@ -144,6 +146,7 @@ class MongoStore(MessageStore):
         self._client: Any = None
         self._database: Any = None
         self._clock = ChangeClock()
+        self._shared_reads = SharedChangeReads(self._read_changes_since)
 
     async def open(self) -> None:
         try:
@@ -305,8 +308,9 @@ class MongoStore(MessageStore):
         return HistorySlice([d.to_stored() for d in documents], total)
 
     async def changes_since(self, room: RoomKey, since: datetime, limit: int) -> ChangeSlice:
-        if limit <= 0:
-            return ChangeSlice([], complete=True)
+        return await self._shared_reads.changes_since(room, since, limit)
+
+    async def _read_changes_since(self, room: RoomKey, since: datetime, limit: int) -> ChangeSlice:
         query = {**self._live(room_filter(room)), "updatedAt": {"$gt": since}}
         with driver_errors_as_unavailable():
             latest = await ChatMessageDocument.find(query).sort(LATEST_CHANGE_FIRST).limit(limit + 1).to_list()
