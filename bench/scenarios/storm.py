@@ -138,7 +138,7 @@ def _ports(servers: list[Server]) -> list[int]:
 
 
 def _mongo_standin(workdir: Path) -> Server:
-    """``python -m tests.support.mongo_standin`` on a free port, pinned with the servers; ready once it says it listens."""
+    """``python -m tests.support.mongo_standin`` on a free port, pinned with the servers; ready once it listens."""
     port = processes.free_port()
     log_path = workdir / f"mongo-standin-{port}.log"
     argv = [
