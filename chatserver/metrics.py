@@ -43,6 +43,11 @@ GC_PAUSES = Histogram(
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
     registry=REGISTRY,
 )
+SOCKETS_REFUSED_BEHIND = Counter(
+    "chat_sockets_refused_behind_total",
+    "Handshakes refused with 503 because this worker's event loop ran behind CHAT_ADMISSION_MAX_LAG_MS",
+    registry=REGISTRY,
+)
 SLOW_CONSUMERS = Counter("chat_slow_consumer_disconnects_total", "Sockets cut for not reading", registry=REGISTRY)
 RATE_LIMITED = Counter(
     "chat_rate_limited_total", "Requests refused by a rate limit, by kind", ["kind"], registry=REGISTRY

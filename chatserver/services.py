@@ -22,6 +22,7 @@ from chatserver.events.outbox import EventOutbox
 from chatserver.events.sinks import EventHook, EventSink, InProcessEvents
 from chatserver.expiry import TokenExpiries
 from chatserver.hub import Hub
+from chatserver.looplag import LoopLag
 from chatserver.membership import Membership
 from chatserver.moderation.audit import Audit
 from chatserver.moderation.mutes import MemoryMutes, MuteRegistry
@@ -64,6 +65,7 @@ class Services:
     moderation: ModerationService
     outbox: EventOutbox
     expiries: TokenExpiries = field(default_factory=TokenExpiries)
+    loop_lag: LoopLag = field(default_factory=LoopLag)
     draining: bool = False
 
     @classmethod
@@ -127,6 +129,7 @@ class Services:
         await self.blocklist.start()
         await self.delivery.start(self.hub.deliver, self.membership.apply)
         await self.outbox.start()
+        self.loop_lag.start()
         if not await self._broker_answers(BROKER_FIRST_ANSWER_SECONDS):
             log.error(
                 "Redis at %s does not answer: serving anyway with /readyz 503 and live delivery off; "
@@ -144,6 +147,7 @@ class Services:
         return True
 
     async def stop(self) -> None:
+        self.loop_lag.stop()
         await self.outbox.stop()
         await self.delivery.stop()
         await self.blocklist.stop()

@@ -281,6 +281,15 @@ class Settings:
             "keep a replica busy",
         ),
     )
+    admission_max_lag_ms: int = setting(
+        1000,
+        Variable(
+            "CHAT_ADMISSION_MAX_LAG_MS",
+            whole_number,
+            "new sockets are refused with 503 while this worker's event loop runs this many ms behind (a reconnect "
+            "storm), before the token check and a resume's reads, so clients back off instead of timing out; 0: never",
+        ),
+    )
     max_sockets_per_player: int = setting(
         5,
         Variable(

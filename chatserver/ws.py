@@ -29,6 +29,7 @@ from chatserver.transport import abort_of, forget_handshake, limit_send_buffer
 log = logging.getLogger(__name__)
 
 RESTARTING = "This server is restarting; connect again to reach another one"
+BEHIND = "This server is too busy to take new connections; try again shortly"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ async def _admit(request: HTTPConnection, services: Services) -> Admission:
     """
     _check_admission(request, services)
     dialect, subprotocol = _dialect_of(request, services.settings.dialect)
+    if dialect is not Dialect.GAME:  # the shipped game client never retries: it waits rather than go without chat
+        _check_lag(services)
     token = token_from_request(request.headers, request.query_params)
     identity, player = await identify(token, services.settings, services.players)
     since = since_from_request(request.headers, request.query_params)
@@ -115,6 +118,14 @@ def _release(
     if ready is None:
         metrics.FRAMES_WITHHELD.labels("ready").inc()
     connection.release([*replay, *([ready] if ready is not None else [])], skip=skip)
+
+
+def _check_lag(services: Services) -> None:
+    """Refuse at once while the event loop runs far behind (``looplag``): a client that backs off costs less."""
+    max_lag = services.settings.admission_max_lag_ms
+    if max_lag and services.loop_lag.seconds * 1000 > max_lag:
+        metrics.SOCKETS_REFUSED_BEHIND.inc()
+        raise ChatError.of(ErrorReason.NOT_AVAILABLE, None, BEHIND)
 
 
 def _check_admission(request: HTTPConnection, services: Services) -> None:

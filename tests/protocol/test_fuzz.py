@@ -591,6 +591,12 @@ async def end_with_sentinel(fuzz: Fuzz) -> None:
     fuzz.model.add(first[1]["message"])
 
 
+# Hypothesis draws in a worker thread while the suite's loop runs the clients on the main thread, and
+# libraries there (the MongoDB driver's server selection, back-off jitter) use the global ``random``:
+# Hypothesis then believes a strategy used it and, building that warning, warns again about the size
+# of the strategies' repr. No strategy here uses ``random``.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 async def test_every_frame_gets_exactly_one_valid_outcome_and_no_room_leaks(fuzz: Fuzz) -> None:
     """Hypothesis drives the examples from a worker thread; each example's I/O runs on the suite's loop."""
     loop = asyncio.get_running_loop()
