@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 ZERO_MASK = b"\x00\x00\x00\x00"
 _KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key; the answer is not checked
@@ -78,6 +78,16 @@ class CountingListener:
 
 
 GAME_SUBPROTOCOL = "altzone-chat.game"
+
+
+def run_load(main: Coroutine[Any, Any, None]) -> None:
+    """Run a load process's ``main`` on uvloop when it is installed (as the servers run), else on asyncio."""
+    try:
+        import uvloop
+
+        uvloop.run(main)
+    except ImportError:
+        asyncio.run(main)
 
 
 def upgrade_request(host: str, port: int, path: str, subprotocol: str | None = None) -> bytes:

@@ -31,7 +31,7 @@ from typing import Any
 
 import jwt
 
-from bench.loadclient import ENGINE_IO_PATH, CountingListener, RawSocket, client_frame, open_sockets
+from bench.loadclient import ENGINE_IO_PATH, CountingListener, RawSocket, client_frame, open_sockets, run_load
 
 PLAYER_BASE = 0xBE0000000000000000000000  # 24-hex player ids, so a MongoDB store can hold them as ObjectIds
 
@@ -317,14 +317,7 @@ def log(text: str) -> None:
 
 
 def main() -> None:
-    config = json.loads(sys.argv[1])
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    runner(LoadProcess(config).run())
+    run_load(LoadProcess(json.loads(sys.argv[1])).run())
 
 
 if __name__ == "__main__":

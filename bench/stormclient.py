@@ -32,7 +32,15 @@ from urllib.parse import quote
 
 import jwt
 
-from bench.loadclient import OPCODE_BINARY, OPCODE_CLOSE, OPCODE_PING, OPCODE_TEXT, client_frame, upgrade_request
+from bench.loadclient import (
+    OPCODE_BINARY,
+    OPCODE_CLOSE,
+    OPCODE_PING,
+    OPCODE_TEXT,
+    client_frame,
+    run_load,
+    upgrade_request,
+)
 from bench.loadrun import log, percentiles, player_id
 from chatserver.client import RESUME_OVERLAP, Backoff
 
@@ -552,14 +560,7 @@ def _storm_times(stats: Stats, killed_at: float, stopped_at: float, measure_from
 
 
 def main() -> None:
-    config = json.loads(sys.argv[1])
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    runner(StormRun(config).run())
+    run_load(StormRun(json.loads(sys.argv[1])).run())
 
 
 if __name__ == "__main__":
